@@ -1,0 +1,2 @@
+//! CPU layer bench (filled in with the foundation bench).
+fn main() {}

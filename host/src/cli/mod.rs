@@ -1,0 +1,32 @@
+//! The `lsoftmax` command line. One module per subcommand; each exposes an `Args` struct
+//! (clap) and `run(args) -> ExitCode`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Large-Margin Softmax kernels: reference, checks and tools.
+#[derive(Debug, Parser)]
+#[command(name = "lsoftmax", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+/// Entry point of the `lsoftmax` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        None => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,72 @@
+//! The crate's error type: every fallible public function returns [`Result`], and every
+//! message names the offending value so a user can fix their input without a debugger.
+
+/// Errors of the layer API, the backends and the tools built on them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Simplified margin factor outside `(0, 1]`.
+    #[error("margin k = {0} is out of range: the simplified margin needs 0 < k <= 1")]
+    InvalidK(f32),
+    /// L-Softmax margin outside `1..=4`.
+    #[error("margin m = {0} is out of range: L-Softmax supports m in 1..=4")]
+    InvalidM(i64),
+    /// β negative, NaN or infinite.
+    #[error("beta = {0} is out of range: beta must be finite and >= 0")]
+    InvalidBeta(f64),
+    /// A margin spec string (`plain`, `simplified:k=0.5`, `lsoftmax:m=2,beta=0.5`) that does not parse.
+    #[error("margin spec {spec:?}: {reason}")]
+    MarginSpec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A β schedule with out-of-range parameters.
+    #[error("beta schedule: {0}")]
+    BetaSchedule(String),
+    /// Inputs whose shapes do not fit together (names the inputs and their shapes).
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A label outside `0..C`.
+    #[error(
+        "label {label} of row {row} is out of range: there are {classes} classes (0..{classes})"
+    )]
+    LabelOutOfRange {
+        /// Row index `i`.
+        row: usize,
+        /// The label `y_i` as given.
+        label: i64,
+        /// Number of classes `C`.
+        classes: usize,
+    },
+    /// NaN or ±Inf in an input.
+    #[error("{input} holds a non-finite value {value} at index {index:?}")]
+    NonFinite {
+        /// Which input (`x`, `w`, `dout`, ...).
+        input: String,
+        /// Index of the first offending element.
+        index: Vec<usize>,
+        /// The offending value.
+        value: f64,
+    },
+    /// A backend failed (emulator detector, CUDA driver error, missing device, ...).
+    #[error("{backend} backend: {message}")]
+    Backend {
+        /// Backend name.
+        backend: &'static str,
+        /// What went wrong, as the backend reported it.
+        message: String,
+    },
+    /// Reading or writing a file.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

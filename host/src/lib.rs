@@ -1,0 +1,19 @@
+//! Host side of the Large-Margin Softmax kernel crate.
+//!
+//! - [`layer`]: `forward`/`backward` of `F = X·Wᵀ` with a margin on the target logit.
+//! - [`margin`]: the margin functions and β schedules.
+//! - [`reference`]: the CPU reference (`naive`, the definition of right) and the fast CPU backend.
+//! - [`backend`]: the backend seam (cpu, emulated, cuda).
+//! - [`cli`]: the `lsoftmax` command.
+
+pub mod backend;
+pub mod cli;
+pub mod error;
+pub mod layer;
+pub mod margin;
+pub mod reference;
+
+pub use backend::Backend;
+pub use error::{Error, Result};
+pub use layer::{Forward, Grads, RowCache, backward, forward, forward_on};
+pub use margin::{BetaSchedule, Margin, Mode};
