@@ -11,3 +11,6 @@ pub mod naive;
 /// sample). It is the smallest normal f32: below it `b/a` or `a/b` can overflow f32, and
 /// at exactly 0 the angle is undefined.
 pub const DEGENERATE_NORM_PRODUCT: f64 = f32::MIN_POSITIVE as f64;
+
+#[cfg(test)]
+mod tests;
