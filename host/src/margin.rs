@@ -258,3 +258,92 @@ impl BetaSchedule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_reject_out_of_range_values() {
+        assert!(Margin::simplified(0.5).is_ok());
+        assert!(Margin::simplified(1.0).is_ok());
+        for k in [0.0, -0.1, 1.0001, f32::NAN, f32::INFINITY] {
+            let err = Margin::simplified(k).unwrap_err();
+            assert!(err.to_string().contains(&format!("k = {k}")), "{err}");
+        }
+        for m in [0, 5, 100] {
+            let err = Margin::lsoftmax(m, 0.0).unwrap_err();
+            assert!(err.to_string().contains(&format!("m = {m}")), "{err}");
+        }
+        for beta in [-1.0, f32::NAN, f32::INFINITY] {
+            assert!(matches!(
+                Margin::lsoftmax(2, beta),
+                Err(Error::InvalidBeta(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn parse_accepts_documented_specs_and_round_trips() {
+        assert_eq!(Margin::parse("plain").unwrap(), Margin::Plain);
+        assert_eq!(
+            Margin::parse("simplified:k=0.5").unwrap(),
+            Margin::simplified(0.5).unwrap()
+        );
+        assert_eq!(
+            Margin::parse(" lsoftmax: m=2 , beta=0.5 ").unwrap(),
+            Margin::lsoftmax(2, 0.5).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("lsoftmax:m=4").unwrap(),
+            Margin::lsoftmax(4, 0.0).unwrap()
+        );
+        for m in [
+            Margin::Plain,
+            Margin::simplified(0.25).unwrap(),
+            Margin::lsoftmax(3, 7.5).unwrap(),
+        ] {
+            assert_eq!(Margin::parse(&m.to_string()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let cases = [
+            ("softmax", "unknown margin kind"),
+            ("simplified", "needs k"),
+            ("simplified:k=abc", "not a number"),
+            ("simplified:k=2", "k = 2"),
+            ("simplified:q=0.5", "unknown parameter \"q\""),
+            ("lsoftmax:m=2.5", "integer"),
+            ("lsoftmax:m=7", "m = 7"),
+            ("lsoftmax:m=2,beta=-1", "beta = -1"),
+            ("lsoftmax:m=2,beta", "expected key=value"),
+            ("plain:k=1", "unknown parameter"),
+        ];
+        for (spec, needle) in cases {
+            let msg = Margin::parse(spec).unwrap_err().to_string();
+            assert!(
+                msg.contains(needle),
+                "{spec:?} gave {msg:?}, expected to mention {needle:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn beta_schedules_follow_their_formulas() {
+        // Caffe example: β(t) = 1000·(1 + 2.5e-5·t)^(−35); at t = 40000, 1 + γt = 2.
+        let caffe = BetaSchedule::caffe_default();
+        assert_eq!(caffe.beta(0), 1000.0);
+        assert!((caffe.beta(40_000) - 1000.0 / 2f64.powi(35)).abs() < 1e-15);
+        let floored = BetaSchedule::power_decay(1000.0, 2.5e-5, 35.0, 5.0).unwrap();
+        assert_eq!(floored.beta(40_000), 5.0);
+        // MXNet example: β(t) = 100·0.99^t, floored.
+        let mx = BetaSchedule::mxnet_default();
+        assert!((mx.beta(2) - 100.0 * 0.99 * 0.99).abs() < 1e-12);
+        let mx_floor = BetaSchedule::multiplicative(100.0, 0.5, 3.0).unwrap();
+        assert_eq!(mx_floor.beta(10), 3.0);
+        assert!(BetaSchedule::multiplicative(1.0, 1.5, 0.0).is_err());
+        assert!(BetaSchedule::power_decay(-1.0, 1.0, 1.0, 0.0).is_err());
+    }
+}
