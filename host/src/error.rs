@@ -58,6 +58,9 @@ pub enum Error {
         /// What went wrong, as the backend reported it.
         message: String,
     },
+    /// The toy model: a training setting out of range, or a run that diverged.
+    #[error("training: {0}")]
+    Train(String),
     /// Reading or writing a file.
     #[error("{path}: {message}")]
     File {

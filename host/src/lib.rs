@@ -5,6 +5,7 @@
 //! - [`reference`]: the CPU reference (`naive`, the definition of right) and the fast CPU backend.
 //! - [`backend`]: the backend seam (cpu, emulated, cuda).
 //! - [`cli`]: the `lsoftmax` command.
+//! - [`train`]: the toy model (digits, small MLP + margin layer) that checks the margin helps.
 
 pub mod backend;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod layer;
 pub mod margin;
 pub mod reference;
+pub mod train;
 
 pub use backend::Backend;
 pub use error::{Error, Result};

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod train;
+
 /// Large-Margin Softmax kernels: reference, checks and tools.
 #[derive(Debug, Parser)]
 #[command(name = "lsoftmax", version, about)]
@@ -14,7 +16,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Train a small network with the margin layer on the 8x8 digits and compare margins.
+    Train(train::Args),
+}
 
 /// Entry point of the `lsoftmax` binary.
 pub fn main() -> ExitCode {
@@ -28,5 +33,6 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         None => ExitCode::SUCCESS,
+        Some(Command::Train(args)) => train::run(args),
     }
 }

@@ -1,0 +1,128 @@
+//! `lsoftmax train`: the toy model on the digits data set, one run per `--margin`, with a
+//! table of accuracy and angles, `DIR/metrics.json`, and for 2-D features `DIR/features.png`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args as ClapArgs;
+
+use crate::backend::{Backend, CpuBackend};
+use crate::error::{Error, Result};
+use crate::margin::Margin;
+use crate::train::{self, Sgd, TrainConfig};
+
+/// Train a small network with the margin layer on the 8×8 digits and compare margins.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Margin to train with; repeat to compare (`plain`, `simplified:k=0.5`,
+    /// `lsoftmax:m=4,beta=0`). For L-Softmax the spec's beta is where annealing ends.
+    #[arg(long = "margin", value_name = "SPEC", value_parser = Margin::parse,
+          default_values = ["plain", "lsoftmax:m=4,beta=0"])]
+    margins: Vec<Margin>,
+    /// Feature dimension D; 2 also writes the scatter plot features.png.
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().feature_dim)]
+    feature_dim: usize,
+    /// Hidden width of the perceptron.
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().hidden)]
+    hidden: usize,
+    /// Passes over the training set.
+    #[arg(long, value_name = "E", default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Samples per SGD step.
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// SGD learning rate.
+    #[arg(long, value_name = "LR", default_value_t = TrainConfig::default().sgd.lr)]
+    lr: f32,
+    /// SGD momentum.
+    #[arg(long, value_name = "MU", default_value_t = TrainConfig::default().sgd.momentum)]
+    momentum: f32,
+    /// L2 weight decay on weights (not biases).
+    #[arg(long, value_name = "LAMBDA", default_value_t = TrainConfig::default().sgd.weight_decay)]
+    weight_decay: f32,
+    /// β annealing per iteration: `mult:start=S,scale=K[,min=M]` (β = max(M, S·K^t)),
+    /// `power:base=B,gamma=G,power=P[,min=M]` (β = max(M, B·(1+G·t)^−P)), or `none`.
+    #[arg(long, value_name = "SPEC", default_value_t = train::beta_schedule_spec(Some(&train::DEFAULT_BETA_SCHEDULE)))]
+    beta_schedule: String,
+    /// Share of each class held out for testing.
+    #[arg(long, value_name = "F", default_value_t = TrainConfig::default().test_fraction)]
+    test_fraction: f64,
+    /// Seed of the split, initial weights and batch order.
+    #[arg(long, value_name = "S", default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Backend of the margin layer: cpu, emulated or cuda.
+    #[arg(long, value_name = "NAME", default_value = "cpu")]
+    backend: String,
+    /// Output folder for metrics.json (and features.png).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Runs `lsoftmax train`.
+pub fn run(args: Args) -> ExitCode {
+    match run_inner(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The backend named `name`; emulated and cuda are reported as not built in until the
+/// backend registry provides them.
+pub fn backend_by_name(name: &str) -> Result<Arc<dyn Backend>> {
+    match name {
+        "cpu" => Ok(Arc::new(CpuBackend)),
+        "emulated" | "cuda" => Err(Error::Backend {
+            backend: if name == "cuda" { "cuda" } else { "emulated" },
+            message: "not available in this build (built: cpu)".into(),
+        }),
+        other => Err(Error::Train(format!(
+            "unknown backend {other:?} (expected cpu, emulated or cuda)"
+        ))),
+    }
+}
+
+fn run_inner(args: &Args) -> Result<()> {
+    let config = TrainConfig {
+        feature_dim: args.feature_dim,
+        hidden: args.hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        sgd: Sgd::new(args.lr, args.momentum, args.weight_decay)?,
+        beta_schedule: train::parse_beta_schedule(&args.beta_schedule)?,
+        test_fraction: args.test_fraction,
+        seed: args.seed,
+        backend: backend_by_name(&args.backend)?,
+        progress: true,
+    };
+    config.validate()?;
+    let start = Instant::now();
+    let runs = train::compare(&config, &args.margins)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let outputs = train::write_outputs(&args.out, &runs)?;
+    let metrics: Vec<_> = runs.iter().map(|r| r.metrics.clone()).collect();
+    print!("{}", train::format_table(&metrics));
+    println!(
+        "{} run(s), {} epochs, feature dim {}, backend {}, beta schedule {}, seed {}: trained in {seconds:.2} s",
+        runs.len(),
+        config.epochs,
+        config.feature_dim,
+        config.backend.name(),
+        train::beta_schedule_spec(config.beta_schedule.as_ref()),
+        config.seed
+    );
+    println!("wrote {}", outputs.metrics_json.display());
+    if let Some(png) = &outputs.features_png {
+        let order: Vec<String> = runs.iter().map(|r| r.margin.to_string()).collect();
+        println!(
+            "wrote {} (panels left to right: {})",
+            png.display(),
+            order.join(" | ")
+        );
+    }
+    Ok(())
+}
