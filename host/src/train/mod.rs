@@ -151,6 +151,8 @@ pub struct TrainedRun {
     pub test_labels: Vec<usize>,
     /// Final class weights W (C×D).
     pub weights: Array2<f32>,
+    /// Mean training loss of each epoch (training-mode output, margin applied).
+    pub epoch_losses: Vec<f64>,
 }
 
 /// Parses a β schedule: `power:base=B,gamma=G,power=P[,min=M]` (the Caffe layer's
@@ -283,7 +285,7 @@ pub fn train_one(
     };
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut t = 0u64;
-    let mut epoch_loss = f64::NAN;
+    let mut epoch_losses = Vec::with_capacity(config.epochs);
     let mut beta = beta_spec;
     for epoch in 0..config.epochs {
         order.shuffle(&mut rng);
@@ -316,7 +318,8 @@ pub fn train_one(
             t += 1;
             bar.inc(1);
         }
-        epoch_loss = loss_sum / batches as f64;
+        let epoch_loss = loss_sum / batches as f64;
+        epoch_losses.push(epoch_loss);
         if !bar.is_hidden() {
             let acc = evaluate(backend, &mlp, &w, train)?.0;
             bar.set_message(format!(
@@ -339,7 +342,7 @@ pub fn train_one(
             &test.y,
         ),
         min_class_angle_deg: metrics::min_class_angle_deg(w.view()),
-        final_train_loss: epoch_loss,
+        final_train_loss: epoch_losses.last().copied().unwrap_or(f64::NAN),
         epochs: config.epochs,
         seed: config.seed,
         backend: backend.name().to_string(),
@@ -356,6 +359,7 @@ pub fn train_one(
         test_features,
         test_labels: test.y.clone(),
         weights: w,
+        epoch_losses,
     })
 }
 
@@ -401,6 +405,23 @@ fn progress_bar(config: &TrainConfig, margin: Margin, steps: u64) -> ProgressBar
     }
     bar.set_prefix(margin.to_string());
     bar
+}
+
+/// The margins of the default demo: plain softmax and L-Softmax with m = 4 (β annealed to 0).
+pub fn demo_margins() -> Vec<Margin> {
+    vec![Margin::Plain, Margin::LSoftmax { m: 4, beta: 0.0 }]
+}
+
+/// The default demo: [`TrainConfig::default`] (D = 2) with [`demo_margins`], outputs written
+/// to `dir`. Returns the runs and the files written.
+pub fn demo(dir: &Path, progress: bool) -> Result<(Vec<TrainedRun>, Outputs)> {
+    let config = TrainConfig {
+        progress,
+        ..TrainConfig::default()
+    };
+    let runs = compare(&config, &demo_margins())?;
+    let outputs = write_outputs(dir, &runs)?;
+    Ok((runs, outputs))
 }
 
 /// Files written by [`write_outputs`].
