@@ -80,10 +80,13 @@ impl std::fmt::Debug for TrainConfig {
 
 /// Default β annealing: `β(t) = max(β_spec, 1000·0.995^t)`. A default run has 4,200 steps
 /// (200 epochs of 21 batches); β falls below 1 at step ~1,380, so the network first learns
-/// as with plain softmax and the full margin acts for the last two thirds. Measured on
-/// seeds 0–5 with m = 4 and D = 2: the MXNet constants (100, 0.99), which switch the margin
-/// on within ~460 steps, left two classes on one direction in 1 of 6 seeds (smallest class
-/// angle 1.6°); these constants gave 25–32° in all six.
+/// as with plain softmax and the full margin acts for the last two thirds.
+/// Measured with m = 4, D = 2, η = 0.02, seeds 0–5: these constants and the MXNet port's
+/// (100, 0.99) both trained every seed (smallest class angle 27–32° here, 21–31° there;
+/// test accuracy 0.949–0.971 for both); the slower warm-up is kept because the MXNet
+/// constants left two classes on one direction in 1 of 6 seeds of an earlier sweep with a
+/// different initialisation stream. The learning rate matters more: at η = 0.05 both
+/// collapsed classes (smallest class angle < 4°) in most seeds.
 pub const DEFAULT_BETA_SCHEDULE: BetaSchedule = BetaSchedule::Multiplicative {
     start: 1000.0,
     scale: 0.995,
