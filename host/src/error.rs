@@ -40,6 +40,14 @@ pub enum Error {
         /// Number of classes `C`.
         classes: usize,
     },
+    /// A label that is not an integer class index (a fraction, or a float dtype in a file).
+    #[error("label {value} of row {row} is not an integer class index")]
+    NonIntegerLabel {
+        /// Row index `i`.
+        row: usize,
+        /// The label as given.
+        value: f64,
+    },
     /// NaN or ±Inf in an input.
     #[error("{input} holds a non-finite value {value} at index {index:?}")]
     NonFinite {

@@ -10,8 +10,10 @@
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod gradcheck;
 pub mod layer;
 pub mod margin;
+pub mod operator;
 pub mod reference;
 pub mod train;
 
