@@ -13,6 +13,7 @@ pub mod error;
 pub mod gradcheck;
 pub mod layer;
 pub mod margin;
+pub mod npy_io;
 pub mod operator;
 pub mod reference;
 pub mod train;

@@ -11,6 +11,24 @@ mod cpu;
 
 pub use cpu::{CPU, CpuBackend};
 
+/// The backends a command line can choose (`--backend`). Adding one is a variant here and
+/// its arm in [`BackendKind::instance`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// [`CpuBackend`]: ndarray GEMMs plus the margin epilogue.
+    Cpu,
+}
+
+impl BackendKind {
+    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device).
+    pub fn instance(&self) -> Result<Box<dyn Backend>> {
+        match self {
+            BackendKind::Cpu => Ok(Box::new(CpuBackend)),
+        }
+    }
+}
+
 /// One way of running the layer (CPU GEMMs, emulated kernels, CUDA kernels).
 ///
 /// Callers go through [`crate::layer::forward_on`] / [`crate::layer::backward`], which

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod gradcheck;
+pub mod run;
 pub mod train;
 
 /// Large-Margin Softmax kernels: reference, checks and tools.
@@ -19,6 +21,10 @@ pub struct Cli {
 enum Command {
     /// Train a small network with the margin layer on the 8x8 digits and compare margins.
     Train(train::Args),
+    /// Run the layer on .npy files (X, W, labels, optional dOut) and write float32 outputs.
+    Run(run::Args),
+    /// Check the margin layer's gradients against central finite differences (f64).
+    Gradcheck(gradcheck::Args),
 }
 
 /// Entry point of the `lsoftmax` binary.
@@ -34,5 +40,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         None => ExitCode::SUCCESS,
         Some(Command::Train(args)) => train::run(args),
+        Some(Command::Run(args)) => run::run(args),
+        Some(Command::Gradcheck(args)) => gradcheck::run(args),
     }
 }
