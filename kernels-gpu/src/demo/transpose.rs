@@ -1,0 +1,78 @@
+//! Tiled matrix transpose through shared memory.
+
+use crate::device::{
+    Global, GlobalMut, block_idx_x, block_idx_y, dynamic_shared, sync_threads, thread_idx_x,
+    thread_idx_y,
+};
+use crate::kernel;
+
+/// Side of the square tile a block transposes.
+pub const TILE: u32 = 32;
+/// Rows of threads per block: each thread moves `TILE / BLOCK_ROWS` elements.
+pub const BLOCK_ROWS: u32 = 8;
+/// Row pitch of the shared tile: one padding column so that reading a tile column hits
+/// 32 different banks on the GPU instead of one.
+pub const TILE_PITCH: u32 = TILE + 1;
+/// Dynamic shared memory the kernel needs.
+pub const SHARED_BYTES: usize = (TILE * TILE_PITCH) as usize * size_of::<f32>();
+
+kernel! {
+    /// `output[c * rows + r] = input[r * cols + c]`: transposes a row-major
+    /// `rows x cols` matrix.
+    ///
+    /// Launch with blocks of `(TILE, BLOCK_ROWS)` threads, a grid of
+    /// `(ceil(cols / TILE), ceil(rows / TILE))` blocks and [`SHARED_BYTES`] of dynamic
+    /// shared memory. Each block loads a tile with reads coalesced along input rows,
+    /// waits, and writes it transposed with writes coalesced along output rows.
+    pub fn transpose(input: Global<f32>, output: GlobalMut<f32>, rows: u32, cols: u32) {
+        let tile = dynamic_shared::<f32>();
+        let (tx, ty) = (thread_idx_x(), thread_idx_y());
+        // Load: thread (tx, ty) reads input column `col`, rows `row0 + k * BLOCK_ROWS`.
+        let col = block_idx_x() * TILE + tx;
+        let row0 = block_idx_y() * TILE + ty;
+        let mut k = 0;
+        while k < TILE {
+            let row = row0 + k;
+            if row < rows && col < cols {
+                let v = input.get(row as usize * cols as usize + col as usize);
+                tile.set(((ty + k) * TILE_PITCH + tx) as usize, v);
+            }
+            k += BLOCK_ROWS;
+        }
+        sync_threads();
+        // Store: the block's tile lands at the mirrored block position; thread (tx, ty)
+        // now writes output column `out_col` (an input row).
+        let out_col = block_idx_y() * TILE + tx;
+        let out_row0 = block_idx_x() * TILE + ty;
+        let mut k = 0;
+        while k < TILE {
+            let out_row = out_row0 + k;
+            if out_row < cols && out_col < rows {
+                let v = tile.get((tx * TILE_PITCH + ty + k) as usize);
+                output.set(out_row as usize * rows as usize + out_col as usize, v);
+            }
+            k += BLOCK_ROWS;
+        }
+    }
+}
+
+/// The transpose of the row-major `rows x cols` matrix `input`, on the emulator.
+#[cfg(not(target_arch = "nvptx64"))]
+pub fn run(input: &[f32], rows: u32, cols: u32) -> Result<Vec<f32>, crate::emulator::LaunchError> {
+    use crate::emulator::{DeviceBuffer, LaunchConfig, launch};
+    assert_eq!(
+        input.len(),
+        rows as usize * cols as usize,
+        "input is rows x cols"
+    );
+    let config = LaunchConfig {
+        grid: (cols.div_ceil(TILE), rows.div_ceil(TILE), 1),
+        block: (TILE, BLOCK_ROWS, 1),
+        dynamic_shared_bytes: SHARED_BYTES,
+    };
+    let din = DeviceBuffer::from_slice(input).named("input");
+    let out = DeviceBuffer::<f32>::uninit(input.len()).named("output");
+    let (vin, vout) = (din.view(), out.view_mut());
+    launch(&config, "transpose", || transpose(vin, vout, rows, cols))?;
+    Ok(out.to_vec())
+}

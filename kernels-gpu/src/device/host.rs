@@ -1,0 +1,214 @@
+//! The facade on the host: every function reads the thread-local launch context that
+//! [`crate::emulator`] sets for each emulated thread, and every memory access is checked.
+//!
+//! Accessors are `#[track_caller]` so that a fault names the kernel source line.
+
+use std::marker::PhantomData;
+use std::panic::Location;
+
+use super::DeviceCopy;
+use crate::emulator::{buffer, context, shared, sync};
+
+macro_rules! launch_indices {
+    ($($(#[$doc:meta])* $name:ident => $field:ident . $axis:ident;)*) => {
+        $(
+            $(#[$doc])*
+            ///
+            /// # Panics
+            /// Outside an emulated launch (there is no thread to ask about).
+            #[inline]
+            pub fn $name() -> u32 {
+                context::with(|ctx| ctx.$field.$axis)
+            }
+        )*
+    };
+}
+
+launch_indices! {
+    /// `threadIdx.x`: index of the calling thread in its block along x.
+    thread_idx_x => thread.x;
+    /// `threadIdx.y`.
+    thread_idx_y => thread.y;
+    /// `threadIdx.z`.
+    thread_idx_z => thread.z;
+    /// `blockIdx.x`: index of the calling thread's block in the grid along x.
+    block_idx_x => block.x;
+    /// `blockIdx.y`.
+    block_idx_y => block.y;
+    /// `blockIdx.z`.
+    block_idx_z => block.z;
+    /// `blockDim.x`: threads per block along x.
+    block_dim_x => block_dim.x;
+    /// `blockDim.y`.
+    block_dim_y => block_dim.y;
+    /// `blockDim.z`.
+    block_dim_z => block_dim.z;
+    /// `gridDim.x`: blocks per grid along x.
+    grid_dim_x => grid_dim.x;
+    /// `gridDim.y`.
+    grid_dim_y => grid_dim.y;
+    /// `gridDim.z`.
+    grid_dim_z => grid_dim.z;
+}
+
+/// `__syncthreads()`: waits until every thread of the block reaches this same call.
+///
+/// The call site identifies the barrier: threads waiting at different call sites, or a
+/// thread exiting while others wait, is reported as a synccheck fault.
+#[track_caller]
+pub fn sync_threads() {
+    sync::sync_threads(Location::caller());
+}
+
+/// Read-only view of an emulator [`DeviceBuffer`](crate::emulator::DeviceBuffer).
+///
+/// A cheap `Copy` handle (buffer id + length); every `get` checks the index, that the
+/// buffer still exists, that the element was initialised, and for races with writes of
+/// other threads in the same launch.
+pub struct Global<T> {
+    pub(crate) id: u64,
+    pub(crate) len: usize,
+    // `fn() -> T`: the handle owns no `T`, and stays `Send + Sync` for any `T`.
+    pub(crate) _elem: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Global<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Global<T> {}
+
+impl<T> std::fmt::Debug for Global<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Global(buffer #{}, len {})", self.id, self.len)
+    }
+}
+
+impl<T: Copy + Send + 'static> Global<T> {
+    /// Element `i`, checked.
+    #[track_caller]
+    pub fn get(&self, i: usize) -> T {
+        buffer::read::<T>(self.id, self.len, i, Location::caller())
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` if the view has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Writable view of an emulator [`DeviceBuffer`](crate::emulator::DeviceBuffer).
+///
+/// A cheap `Copy` handle; `get` is checked as for [`Global`], and `set` checks the index
+/// and that no other thread of the launch wrote the same element.
+pub struct GlobalMut<T> {
+    pub(crate) id: u64,
+    pub(crate) len: usize,
+    pub(crate) _elem: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for GlobalMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for GlobalMut<T> {}
+
+impl<T> std::fmt::Debug for GlobalMut<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GlobalMut(buffer #{}, len {})", self.id, self.len)
+    }
+}
+
+impl<T: Copy + Send + 'static> GlobalMut<T> {
+    /// Element `i`, checked.
+    #[track_caller]
+    pub fn get(&self, i: usize) -> T {
+        buffer::read::<T>(self.id, self.len, i, Location::caller())
+    }
+
+    /// Stores `v` at element `i`, checked.
+    #[track_caller]
+    pub fn set(&self, i: usize, v: T) {
+        buffer::write::<T>(self.id, self.len, i, v, Location::caller());
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` if the view has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The same memory, read-only.
+    pub fn as_global(&self) -> Global<T> {
+        Global {
+            id: self.id,
+            len: self.len,
+            _elem: PhantomData,
+        }
+    }
+}
+
+/// View of the calling block's dynamic shared memory, typed as `T`, starting at a byte
+/// offset. Every access is checked against `dynamic_shared_bytes`, for races between
+/// barriers, and for reads of bytes no thread of the block has written.
+pub struct Shared<T> {
+    byte_offset: usize,
+    _elem: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Shared<T> {}
+
+impl<T> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared(byte offset {})", self.byte_offset)
+    }
+}
+
+impl<T: DeviceCopy> Shared<T> {
+    /// Element `i`, checked.
+    #[track_caller]
+    pub fn get(&self, i: usize) -> T {
+        shared::read::<T>(self.byte_offset, i, Location::caller())
+    }
+
+    /// Stores `v` at element `i`, checked.
+    #[track_caller]
+    pub fn set(&self, i: usize, v: T) {
+        shared::write::<T>(self.byte_offset, i, v, Location::caller());
+    }
+}
+
+/// The block's dynamic shared memory from its start, as `T` elements.
+#[track_caller]
+pub fn dynamic_shared<T: DeviceCopy>() -> Shared<T> {
+    dynamic_shared_at::<T>(0)
+}
+
+/// The block's dynamic shared memory starting `byte_offset` bytes in, as `T` elements.
+///
+/// A misaligned offset (not a multiple of `align_of::<T>()`) is reported as a memcheck
+/// fault, as the GPU would fault on the misaligned access.
+#[track_caller]
+pub fn dynamic_shared_at<T: DeviceCopy>(byte_offset: usize) -> Shared<T> {
+    shared::check_alignment::<T>(byte_offset, Location::caller());
+    Shared {
+        byte_offset,
+        _elem: PhantomData,
+    }
+}

@@ -1,0 +1,112 @@
+//! The device facade: everything a kernel body needs that differs between the GPU and
+//! the CPU emulator.
+//!
+//! Kernel bodies are plain Rust written against this module only; they contain no `cfg`.
+//! Two implementations sit behind `cfg(target_arch)`:
+//! - `nvptx64` ([`nvptx`](self)): `core::arch::nvptx` special registers and barrier,
+//!   `gpu_launch_sized_workgroup_mem` for dynamic shared memory, and memory views that are
+//!   raw pointers with *unchecked* indexing (a bounds check would leave a
+//!   `panic_bounds_check` extern in the PTX, which ptxas rejects).
+//! - every other target (`host`): the same functions read a thread-local launch context
+//!   set up by [`crate::emulator`], and every memory access is checked (bounds, races,
+//!   uninitialised reads, barrier divergence).
+//!
+//! Write kernels with [`kernel!`](crate::kernel): it turns one function body into an
+//! `extern "ptx-kernel"` entry point on the GPU and a plain function on the host.
+
+#[cfg(not(target_arch = "nvptx64"))]
+mod host;
+#[cfg(target_arch = "nvptx64")]
+mod nvptx;
+
+#[cfg(not(target_arch = "nvptx64"))]
+pub use host::*;
+#[cfg(target_arch = "nvptx64")]
+pub use nvptx::*;
+
+/// Element types that may live in shared memory and be reinterpreted from raw bytes.
+///
+/// Shared memory is one untyped byte region per block (CUDA's `extern __shared__`); the
+/// emulator stores it as bytes and reads a `T` back from them, so `T` must be valid for
+/// every bit pattern and have no padding.
+///
+/// # Safety
+/// Implement only for `Copy` types without padding bytes for which every bit pattern
+/// is a valid value (integers, floats, arrays of those).
+pub unsafe trait DeviceCopy: Copy + 'static {}
+
+macro_rules! impl_device_copy {
+    ($($t:ty),*) => {
+        $(
+            // SAFETY: primitive integers and floats have no padding and no invalid bit
+            // patterns.
+            unsafe impl DeviceCopy for $t {}
+        )*
+    };
+}
+impl_device_copy!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
+
+// SAFETY: an array of padding-free, all-bit-patterns-valid elements is itself padding-free
+// (arrays have no inter-element padding) with all bit patterns valid.
+unsafe impl<T: DeviceCopy, const N: usize> DeviceCopy for [T; N] {}
+
+/// Global linear index of the calling thread along x: `block_idx_x * block_dim_x + thread_idx_x`.
+#[inline(always)]
+pub fn global_thread_x() -> u32 {
+    block_idx_x() * block_dim_x() + thread_idx_x()
+}
+
+/// Global linear index of the calling thread along y: `block_idx_y * block_dim_y + thread_idx_y`.
+#[inline(always)]
+pub fn global_thread_y() -> u32 {
+    block_idx_y() * block_dim_y() + thread_idx_y()
+}
+
+/// Declares GPU kernels whose bodies are shared by the GPU and the emulator.
+///
+/// ```ignore
+/// kernel! {
+///     /// Adds two vectors.
+///     pub fn vector_add(a: Global<f32>, b: Global<f32>, out: GlobalMut<f32>, n: u32) {
+///         let i = global_thread_x();
+///         if i < n {
+///             out.set(i as usize, a.get(i as usize) + b.get(i as usize));
+///         }
+///     }
+/// }
+/// ```
+///
+/// - On `nvptx64` each function becomes
+///   `#[unsafe(no_mangle)] pub unsafe extern "ptx-kernel" fn vector_add(...)`: a PTX
+///   `.entry` named after the function. Its parameters are passed by value in PTX
+///   parameter space, so they must be `#[repr(C)]` ([`Global`], [`GlobalMut`], scalars,
+///   or your own `#[repr(C)] #[derive(Clone, Copy)]` structs).
+/// - On the host it is a plain `pub fn` that [`crate::emulator::launch`] runs once per
+///   emulated thread.
+///
+/// Several functions may be declared in one invocation. Parameters are `name: Type`
+/// (no patterns, no `mut`: rebind inside the body if needed).
+#[macro_export]
+macro_rules! kernel {
+    ($(
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $body:block
+    )*) => {
+        $(
+            #[cfg(target_arch = "nvptx64")]
+            $(#[$meta])*
+            ///
+            /// # Safety
+            /// GPU entry point: every global-memory view argument must describe memory
+            /// valid for its length, and every index the kernel computes must be in
+            /// bounds (the views do not check on the GPU; run the kernel under the
+            /// emulator to check).
+            #[unsafe(no_mangle)]
+            $vis unsafe extern "ptx-kernel" fn $name($($arg: $ty),*) $body
+
+            #[cfg(not(target_arch = "nvptx64"))]
+            $(#[$meta])*
+            $vis fn $name($($arg: $ty),*) $body
+        )*
+    };
+}

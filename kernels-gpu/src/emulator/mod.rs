@@ -1,0 +1,44 @@
+//! A CPU emulator for the kernels of this crate: CUDA's execution model plus the checks
+//! of compute-sanitizer.
+//!
+//! [`launch`] runs a kernel over a grid of blocks. The threads of a block run
+//! concurrently on OS threads taken from a process-wide, reused pool, so
+//! [`sync_threads`](crate::device::sync_threads) is a real barrier; blocks run one after
+//! another. Kernels access memory only through the facade's views
+//! ([`Global`](crate::device::Global), [`GlobalMut`](crate::device::GlobalMut),
+//! [`Shared`](crate::device::Shared)), and every access is checked:
+//!
+//! - **memcheck**: out-of-bounds global or shared access (shared memory is exactly
+//!   `dynamic_shared_bytes` long), misaligned shared views, use of a freed buffer;
+//! - **racecheck**: two threads of a block touching the same shared byte between two
+//!   barriers with at least one write; global writes that conflict with a write of
+//!   another thread of the launch (another block, or the same block without a barrier
+//!   in between), and reads of such writes;
+//! - **initcheck**: reads of shared memory that no thread of the block wrote since the
+//!   launch, and of [`DeviceBuffer::uninit`] elements nobody wrote;
+//! - **synccheck**: threads waiting at different barriers (identified by call site), a
+//!   thread exiting while others wait at a barrier, a barrier that never completes;
+//! - a panic in a kernel thread (overflow, explicit `panic!`).
+//!
+//! The first fault ends the launch with `Err(LaunchError)`; threads blocked at a
+//! barrier of the faulting block are released. The process never aborts.
+//!
+//! Not emulated: warps and warp-synchronous behaviour, atomics, memory ordering weaker
+//! than sequential consistency, a kernel thread that loops forever without reaching a
+//! barrier (the launch then never returns).
+
+pub(crate) mod buffer;
+mod config;
+pub(crate) mod context;
+mod error;
+mod launch;
+mod pool;
+pub(crate) mod shared;
+pub(crate) mod sync;
+
+pub use buffer::DeviceBuffer;
+pub use config::{
+    Dim3, LaunchConfig, LaunchOptions, MAX_DYNAMIC_SHARED_BYTES, MAX_THREADS_PER_BLOCK,
+};
+pub use error::{Access, Fault, LaunchError, MemorySpace};
+pub use launch::{launch, launch_with_options};
