@@ -145,7 +145,7 @@ pub fn read_matrix(path: &Path, what: &str) -> Result<Matrix> {
                 return Err(file_err(
                     path,
                     format!(
-                        "value {} at index {index:?} is beyond the float32 range",
+                        "value {:e} at index {index:?} is beyond the float32 range",
                         wide[index.as_slice()]
                     ),
                 ));

@@ -314,7 +314,8 @@ mod tests {
     #[test]
     fn invalid_inputs_are_named() {
         let op = MarginOperator::new(Margin::plain());
-        let cases: Vec<(Box<dyn Fn(&mut Vec<ArrayD<f64>>)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Vec<ArrayD<f64>>)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|v| v[2][[1]] = 2.0), "label 2 of row 1"),
             (Box::new(|v| v[2][[1]] = -1.0), "label -1 of row 1"),
             (Box::new(|v| v[2][[0]] = 0.5), "not an integer"),
