@@ -102,10 +102,13 @@ macro_rules! kernel {
             /// bounds (the views do not check on the GPU; run the kernel under the
             /// emulator to check).
             #[unsafe(no_mangle)]
+            // A kernel's parameter list is its launch ABI; it cannot be regrouped.
+            #[allow(clippy::too_many_arguments)]
             $vis unsafe extern "ptx-kernel" fn $name($($arg: $ty),*) $body
 
             #[cfg(not(target_arch = "nvptx64"))]
             $(#[$meta])*
+            #[allow(clippy::too_many_arguments)]
             $vis fn $name($($arg: $ty),*) $body
         )*
     };

@@ -131,6 +131,7 @@ fn run_block(
             order.swap(i, j);
         }
     }
+    let mut jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::with_capacity(order.len());
     for thread_linear in order {
         let rng = seed.as_mut().map_or(0, |s| splitmix(s) | 1);
         let ctx = ThreadCtx {
@@ -147,11 +148,12 @@ fn run_block(
             rng: Cell::new(rng),
         };
         let completion = completion.clone();
-        pool::submit(Box::new(move || {
+        jobs.push(Box::new(move || {
             run_thread(ctx, kernel);
             completion.finish_one();
         }));
     }
+    pool::submit_batch(jobs);
     completion.wait();
 }
 

@@ -6,9 +6,15 @@
 //! *reserves* as many workers as its block has threads; the pool grows until the
 //! workers cover all reservations. Then every queued job finds an idle worker: jobs in
 //! flight never outnumber reserved workers.
+//!
+//! Context switches dominate the emulator's run time, so workers are woken lazily: a
+//! batch wakes only as many workers as there are CPUs, and a worker about to block at a
+//! barrier wakes one more if jobs are queued. A kernel without barriers then runs a
+//! whole block on a couple of workers without any switch.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use super::context::lock;
 
@@ -67,10 +73,32 @@ pub(crate) fn reserve(threads: usize) -> Result<Reservation, String> {
     Ok(reservation)
 }
 
-/// Queues `job` for the next idle worker.
-pub(crate) fn submit(job: Job) {
-    lock(&POOL.state).jobs.push_back(job);
-    POOL.job_ready.notify_one();
+/// Jobs queued and not yet taken by a worker (readable without the lock).
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+fn parallelism() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// Queues `jobs` and wakes up to one worker per CPU for them.
+pub(crate) fn submit_batch(jobs: impl IntoIterator<Item = Job>) {
+    let mut state = lock(&POOL.state);
+    let before = state.jobs.len();
+    state.jobs.extend(jobs);
+    let added = state.jobs.len() - before;
+    QUEUED.fetch_add(added, Ordering::Release);
+    drop(state);
+    for _ in 0..added.min(parallelism()) {
+        POOL.job_ready.notify_one();
+    }
+}
+
+/// Called by a worker about to block (at a barrier): hands its CPU to a queued job.
+pub(crate) fn before_blocking() {
+    if QUEUED.load(Ordering::Acquire) > 0 {
+        POOL.job_ready.notify_one();
+    }
 }
 
 fn worker() {
@@ -78,6 +106,7 @@ fn worker() {
     loop {
         match state.jobs.pop_front() {
             Some(job) => {
+                QUEUED.fetch_sub(1, Ordering::Release);
                 drop(state);
                 // Jobs catch their own unwinds (see `launch`), so a worker never dies.
                 job();

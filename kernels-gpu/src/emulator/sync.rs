@@ -1,30 +1,41 @@
 //! The block barrier behind `sync_threads`, with synccheck.
 
 use std::panic::Location;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
 use std::time::Instant;
 
 use super::context::{self, ThreadCtx, lock, unwind_quietly};
+
 use super::error::Fault;
+
+/// Yields before a barrier waiter parks.
+const SPIN_YIELDS: u32 = 8;
 
 /// A reusable barrier for the threads of one block that can be poisoned (released with
 /// an error) when any thread of the block faults.
+///
+/// Waiters park on their own OS thread and the last arrival unparks each of them: a
+/// `Condvar::notify_all` would wake the whole block at once to fight over the mutex,
+/// which made barriers of 256-thread blocks several times slower.
 pub(crate) struct Barrier {
     state: Mutex<BarrierState>,
-    released: Condvar,
+    /// Completed rounds; a waiter leaves when it changes.
+    generation: AtomicU64,
+    /// A thread of the block faulted: nobody waits any more.
+    poisoned: AtomicBool,
 }
 
 struct BarrierState {
     /// Threads waiting in the current round.
     arrived: u32,
-    /// Completed rounds; waiters leave when it changes.
-    generation: u64,
     /// Call site of the current round and the first thread that reached it.
     site: Option<(&'static Location<'static>, u32)>,
     /// First thread of the block that returned from the kernel.
     exited: Option<u32>,
-    /// A thread of the block faulted: nobody waits any more.
-    poisoned: bool,
+    /// Parked waiters of the current round.
+    waiters: Vec<Thread>,
 }
 
 impl Barrier {
@@ -32,26 +43,33 @@ impl Barrier {
         Barrier {
             state: Mutex::new(BarrierState {
                 arrived: 0,
-                generation: 0,
                 site: None,
                 exited: None,
-                poisoned: false,
+                waiters: Vec::new(),
             }),
-            released: Condvar::new(),
+            generation: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
         }
     }
 
     /// Releases every waiter; they and every later arrival unwind.
     pub fn poison(&self) {
-        lock(&self.state).poisoned = true;
-        self.released.notify_all();
+        self.poisoned.store(true, Ordering::Release);
+        let waiters = std::mem::take(&mut lock(&self.state).waiters);
+        for waiter in waiters {
+            waiter.unpark();
+        }
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// Waits until all threads of the block reach `site`.
     fn wait(&self, ctx: &ThreadCtx, site: &'static Location<'static>) {
         let me = ctx.thread_linear;
         let mut st = lock(&self.state);
-        if st.poisoned {
+        if self.is_poisoned() {
             drop(st);
             unwind_quietly();
         }
@@ -78,23 +96,47 @@ impl Barrier {
         if st.arrived == ctx.block_state.threads {
             st.arrived = 0;
             st.site = None;
-            st.generation += 1;
+            let waiters = std::mem::take(&mut st.waiters);
+            self.generation.fetch_add(1, Ordering::AcqRel);
             drop(st);
-            self.released.notify_all();
+            for waiter in waiters {
+                waiter.unpark();
+            }
             return;
         }
-        let generation = st.generation;
+        // Read under the lock: the round cannot complete before we looked.
+        let generation = self.generation.load(Ordering::Acquire);
+        drop(st);
+        super::pool::before_blocking();
+        // First yield the CPU a few times: between barriers kernels do little work, so
+        // the rest of the block usually arrives within one pass of the run queue, and a
+        // yield is cheaper than the futex wait + wake pair of parking.
+        for _ in 0..SPIN_YIELDS {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
+            }
+            if self.is_poisoned() {
+                unwind_quietly();
+            }
+            std::thread::yield_now();
+        }
+        let mut st = lock(&self.state);
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        st.waiters.push(std::thread::current());
+        drop(st);
         let timeout = ctx.launch.barrier_timeout;
         let start = Instant::now();
-        while st.generation == generation {
-            if st.poisoned {
-                drop(st);
+        // An unpark that lands before `park` makes `park` return at once, so no wake-up
+        // is lost; spurious wake-ups just loop.
+        while self.generation.load(Ordering::Acquire) == generation {
+            if self.is_poisoned() {
                 unwind_quietly();
             }
             let waited = start.elapsed();
             if waited >= timeout {
-                let arrived = st.arrived;
-                drop(st);
+                let arrived = lock(&self.state).arrived;
                 ctx.fault(Fault::BarrierTimeout {
                     barrier: site,
                     arrived,
@@ -102,18 +144,14 @@ impl Barrier {
                     waited,
                 });
             }
-            st = self
-                .released
-                .wait_timeout(st, timeout - waited)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+            std::thread::park_timeout(timeout - waited);
         }
     }
 
     /// Notes that `ctx`'s thread returned from the kernel; a fault if others wait.
     pub fn exit(&self, ctx: &ThreadCtx) {
         let mut st = lock(&self.state);
-        if st.poisoned {
+        if self.is_poisoned() {
             return;
         }
         if let (Some((site, _)), true) = (st.site, st.arrived > 0) {
