@@ -8,8 +8,11 @@ use crate::layer::RowCache;
 use crate::margin::{Margin, Mode};
 
 mod cpu;
+mod emulated;
+pub mod launch;
 
 pub use cpu::{CPU, CpuBackend};
+pub use emulated::EmulatedBackend;
 
 /// The backends a command line can choose (`--backend`). Adding one is a variant here and
 /// its arm in [`BackendKind::instance`].
@@ -18,6 +21,8 @@ pub use cpu::{CPU, CpuBackend};
 pub enum BackendKind {
     /// [`CpuBackend`]: ndarray GEMMs plus the margin epilogue.
     Cpu,
+    /// [`EmulatedBackend`]: the GPU kernels run by the CPU emulator, every check on.
+    Emulated,
 }
 
 impl BackendKind {
@@ -25,6 +30,7 @@ impl BackendKind {
     pub fn instance(&self) -> Result<Box<dyn Backend>> {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
+            BackendKind::Emulated => Ok(Box::new(EmulatedBackend)),
         }
     }
 }
