@@ -8,11 +8,17 @@ use crate::layer::RowCache;
 use crate::margin::{Margin, Mode};
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod emulated;
+mod flops;
 pub mod launch;
 
 pub use cpu::{CPU, CpuBackend};
+#[cfg(feature = "cuda")]
+pub use cuda::CudaBackend;
 pub use emulated::EmulatedBackend;
+pub use flops::MarginKernel;
 
 /// The backends a command line can choose (`--backend`). Adding one is a variant here and
 /// its arm in [`BackendKind::instance`].
@@ -23,6 +29,9 @@ pub enum BackendKind {
     Cpu,
     /// [`EmulatedBackend`]: the GPU kernels run by the CPU emulator, every check on.
     Emulated,
+    /// `CudaBackend`: the PTX kernels on CUDA device 0 (needs the `cuda` feature; without
+    /// it, choosing this backend is an error that says so).
+    Cuda,
 }
 
 impl BackendKind {
@@ -31,6 +40,15 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
             BackendKind::Emulated => Ok(Box::new(EmulatedBackend)),
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?)),
+            #[cfg(not(feature = "cuda"))]
+            BackendKind::Cuda => Err(crate::error::Error::Backend {
+                backend: "cuda",
+                message: "built without the cuda feature: rebuild with `--features cuda` \
+                          (see docs/profiling.md)"
+                    .into(),
+            }),
         }
     }
 }

@@ -1,0 +1,809 @@
+//! The CUDA backend: the kernels of `kernels-gpu`, compiled to PTX by `host/build.rs`,
+//! loaded and launched with cust on device 0.
+//!
+//! Launch geometry, entry names and parameter structs come from [`super::launch`], the
+//! one place that computes them for every backend; this file only moves data, checks
+//! buffer lengths against the parameters the kernel will trust, and launches.
+//!
+//! Device memory is a grow-only cache (one region per kernel argument, behind the
+//! backend's mutex): a call whose sizes fit what an earlier call allocated allocates
+//! nothing on the device.
+//!
+//! Nothing of this file has run on a GPU where it was written (no device there); it is
+//! type-checked and linted in CI. `cargo test --features cuda` on a machine with an NVIDIA
+//! driver runs it against the reference (tests/backend_agreement.rs).
+
+use std::marker::PhantomData;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use cust::CudaFlags;
+use cust::context::{Context, CurrentContext};
+use cust::device::Device;
+use cust::error::CudaError;
+use cust::event::{Event, EventFlags};
+use cust::function::Function;
+use cust::memory::bytemuck::Zeroable;
+use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
+use cust::module::{Module, ModuleJitOption};
+use cust::stream::{Stream, StreamFlags};
+use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
+use ndarray::{Array2, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::Backend;
+use super::flops::MarginKernel;
+use super::launch::{
+    KernelLaunch, LaunchPlan, forward_plan, input_grad_plan, needs_row_norms, row_norms_plan,
+    weight_grad_plan,
+};
+use crate::error::{Error, Result};
+use crate::layer::{Grads, RowCache};
+use crate::margin::{Margin, Mode};
+
+/// The kernels' PTX (with `.loc` line info), built by `host/build.rs` exactly as
+/// `lsoftmax ptx` builds it.
+pub const KERNELS_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels.ptx"));
+
+/// Dynamic shared memory a kernel may use without opting in through
+/// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`.
+const DEFAULT_DYNAMIC_SHARED_LIMIT: u32 = 48 * 1024;
+
+const NAME: &str = "cuda";
+
+fn backend_error(message: String) -> Error {
+    Error::Backend {
+        backend: NAME,
+        message,
+    }
+}
+
+/// Maps a cust error to [`Error::Backend`], saying which call failed.
+fn cuda_err(what: &'static str) -> impl FnOnce(CudaError) -> Error {
+    move |e| backend_error(format!("{what}: {e} ({e:?})"))
+}
+
+/// The device-side ABI of `kernels_gpu::device::{Global, GlobalMut}` on nvptx64:
+/// `#[repr(C)] { ptr: *const T, len: usize }`, i.e. `{u64 device address, u64 count}`.
+#[repr(C)]
+struct View<T> {
+    ptr: u64,
+    len: u64,
+    elem: PhantomData<T>,
+}
+
+impl<T> Clone for View<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for View<T> {}
+
+// SAFETY: two `u64`s and a zero-sized marker, `#[repr(C)]`: no padding, no host pointers
+// (the address is a device address, only dereferenced by the kernel), every bit pattern
+// valid. That is what `DeviceCopy` asks of a kernel argument.
+unsafe impl<T: 'static> DeviceCopy for View<T> {}
+
+// The kernels read views as 16-byte `.param` blobs; a different size would shift every
+// following argument.
+const _: () = assert!(std::mem::size_of::<View<f32>>() == 16);
+
+impl<T: DeviceCopy> View<T> {
+    fn of(slice: &DeviceSlice<T>) -> Self {
+        View {
+            ptr: slice.as_device_ptr().as_raw(),
+            len: slice.len() as u64,
+            elem: PhantomData,
+        }
+    }
+
+    /// [`View::of`], or a view of no memory (null, 0) for an argument the launch does not
+    /// read (the row norms outside L-Softmax training).
+    fn of_opt(slice: Option<&DeviceSlice<T>>) -> Self {
+        match slice {
+            Some(s) => View::of(s),
+            None => View {
+                ptr: 0,
+                len: 0,
+                elem: PhantomData,
+            },
+        }
+    }
+}
+
+/// A kernel parameter struct from `kernels_gpu::params`, passed by value.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct Param<P>(P);
+
+// SAFETY: `ForwardParams` is `#[repr(C)]` with eight 4-byte fields (`u32`, `f32` and two
+// `#[repr(u32)]` enums): no padding, no pointers. The kernel only reads it, so no invalid
+// enum value can come back to the host.
+unsafe impl DeviceCopy for Param<ForwardParams> {}
+// SAFETY: `#[repr(C)]` struct of three `u32`: no padding, no pointers, all bit patterns valid.
+unsafe impl DeviceCopy for Param<RowNormsParams> {}
+// SAFETY: `#[repr(C)]` struct of three `u32`: no padding, no pointers, all bit patterns valid.
+unsafe impl DeviceCopy for Param<GradParams> {}
+
+/// One grow-only device allocation.
+struct Slot<T: DeviceCopy> {
+    buf: Option<DeviceBuffer<T>>,
+}
+
+impl<T: DeviceCopy> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { buf: None }
+    }
+}
+
+impl<T: DeviceCopy + Zeroable> Slot<T> {
+    /// The first `len` elements of this slot's allocation, reallocating (zeroed) only if
+    /// it is smaller than `len`.
+    fn region(&mut self, len: usize, what: &'static str) -> Result<DeviceSlice<T>> {
+        let big_enough = self.buf.as_ref().is_some_and(|b| b.len() >= len);
+        if !big_enough {
+            // Free first so the old and the new allocation never coexist.
+            self.buf = None;
+            self.buf = Some(DeviceBuffer::zeroed(len).map_err(|e| {
+                backend_error(format!(
+                    "allocating {len} elements of {} bytes for {what}: {e}",
+                    std::mem::size_of::<T>()
+                ))
+            })?);
+        }
+        match &self.buf {
+            Some(b) => Ok(b.index(..len)),
+            None => Err(backend_error(format!("no device buffer for {what}"))),
+        }
+    }
+
+    /// [`Self::region`] filled from `host`.
+    fn upload(&mut self, host: &[T], what: &'static str) -> Result<DeviceSlice<T>> {
+        let mut region = self.region(host.len(), what)?;
+        region
+            .copy_from(host)
+            .map_err(cuda_err("copying an input to the device"))?;
+        Ok(region)
+    }
+}
+
+/// Every device region the kernels read or write.
+#[derive(Default)]
+struct Buffers {
+    x: Slot<f32>,
+    w: Slot<f32>,
+    labels: Slot<u32>,
+    x_norms: Slot<f64>,
+    w_norms: Slot<f64>,
+    out: Slot<f32>,
+    p: Slot<f32>,
+    alpha_scale: Slot<f32>,
+    gamma_scale: Slot<f32>,
+    g: Slot<f32>,
+    dx: Slot<f32>,
+    dw: Slot<f32>,
+    /// Host staging of the labels as the kernels' `u32`.
+    labels_host: Vec<u32>,
+}
+
+/// The CUDA state, used by one call at a time. Fields drop in declaration order: device
+/// memory, then the stream and the module, then the context they live in.
+struct State {
+    buffers: Buffers,
+    stream: Stream,
+    module: Module,
+    context: Context,
+}
+
+/// The margin kernels on a CUDA device through the driver API (cust).
+pub struct CudaBackend {
+    state: Mutex<State>,
+    device_name: String,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("device", &self.device_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CudaBackend {
+    /// The backend on device 0. Errors (never panics) when there is no driver, no device,
+    /// or the driver cannot JIT-compile the PTX.
+    pub fn new() -> Result<Self> {
+        Self::on_device(0)
+    }
+
+    /// The backend on the device with this ordinal.
+    pub fn on_device(ordinal: u32) -> Result<Self> {
+        cust::init(CudaFlags::empty()).map_err(cuda_err("cuInit (is an NVIDIA driver loaded?)"))?;
+        let count = Device::num_devices().map_err(cuda_err("counting CUDA devices"))?;
+        if ordinal >= count {
+            return Err(backend_error(format!(
+                "device {ordinal} requested but the driver reports {count} CUDA device(s)"
+            )));
+        }
+        let device = Device::get_device(ordinal).map_err(cuda_err("cuDeviceGet"))?;
+        let device_name = device.name().map_err(cuda_err("cuDeviceGetName"))?;
+        let context = Context::new(device).map_err(cuda_err("creating the primary context"))?;
+        // Line info survives the JIT so that Nsight Compute maps SASS to the Rust lines
+        // of the `.loc` directives (docs/profiling.md).
+        let module = Module::from_ptx(KERNELS_PTX, &[ModuleJitOption::GenerateLineInfo(true)])
+            .map_err(cuda_err(
+                "loading the kernels' PTX (a driver older than the PTX ISA version \
+                 rustc emitted reports an unsupported PTX version here)",
+            ))?;
+        let stream = Stream::new(StreamFlags::DEFAULT, None).map_err(cuda_err("cuStreamCreate"))?;
+        Ok(CudaBackend {
+            state: Mutex::new(State {
+                buffers: Buffers::default(),
+                stream,
+                module,
+                context,
+            }),
+            device_name,
+        })
+    }
+
+    /// The device's name as the driver reports it.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// Locks the state and makes its context current on the calling thread (CUDA contexts
+    /// are per thread, and callers may come from any thread).
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| backend_error("state lock poisoned by an earlier panic".into()))?;
+        CurrentContext::set_current(&state.context)
+            .map_err(cuda_err("making the context current"))?;
+        Ok(state)
+    }
+
+    /// Times `iters` back-to-back launches of `kernel` on `problem` with CUDA events
+    /// recorded on the stream around them (not counting uploads and the launches that
+    /// prepare its inputs: the row norms and, for the gradients, one training forward).
+    pub fn time_kernel(
+        &self,
+        kernel: MarginKernel,
+        problem: &Problem,
+        iters: u64,
+    ) -> Result<Duration> {
+        crate::layer::validate_inputs(problem.x.view(), problem.w.view(), &problem.labels)?;
+        let (n, d) = problem.x.dim();
+        let c = problem.w.nrows();
+        if problem.g.dim() != (n, c) {
+            return Err(Error::Shape(format!(
+                "g is {}x{} but the layer output is {n}x{c}",
+                problem.g.nrows(),
+                problem.g.ncols()
+            )));
+        }
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        let (mode, margin) = (Mode::Train, problem.margin);
+        let fwd = forward_plan(n, d, c, margin, mode)?;
+        let norms = if needs_row_norms(margin, mode) {
+            Some(row_norms_plan(n, d, c)?)
+        } else {
+            None
+        };
+        let mut scratch = Vec::new();
+        let bufs = &mut state.buffers;
+        let x = bufs
+            .x
+            .upload(row_major(&problem.x.view(), &mut scratch), "x")?;
+        let w = bufs
+            .w
+            .upload(row_major(&problem.w.view(), &mut scratch), "w")?;
+        let labels = upload_labels(bufs, &problem.labels)?;
+        let g = bufs
+            .g
+            .upload(row_major(&problem.g.view(), &mut scratch), "dout")?;
+        let fv = run_forward(state, &fwd, norms.as_ref(), x, w, labels)?;
+        let (ig, wg) = (input_grad_plan(n, d, c)?, weight_grad_plan(n, d, c)?);
+        let dx = state.buffers.dx.region(n * d, "dx")?;
+        let dw = state.buffers.dw.region(c * d, "dw")?;
+        let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
+        let stop = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
+        start
+            .record(&state.stream)
+            .map_err(cuda_err("cuEventRecord"))?;
+        for _ in 0..iters {
+            match kernel {
+                MarginKernel::Forward => launch_forward(state, &fwd, &fv)?,
+                MarginKernel::InputGrad => launch_input_grad(state, &ig, &g, &fv, &dx)?,
+                MarginKernel::WeightGrad => launch_weight_grad(state, &wg, &g, &fv, &dw)?,
+            }
+        }
+        stop.record(&state.stream)
+            .map_err(cuda_err("cuEventRecord"))?;
+        stop.synchronize()
+            .map_err(cuda_err("running the timed kernels"))?;
+        stop.elapsed(&start).map_err(cuda_err("cuEventElapsedTime"))
+    }
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        // Device memory, stream and module are released by their destructors, which need
+        // the context current on this thread. Nothing useful can be done with an error here.
+        if let Ok(state) = self.state.get_mut() {
+            let _ = CurrentContext::set_current(&state.context);
+        }
+    }
+}
+
+/// Random inputs for [`CudaBackend::time_kernel`]: X, W, G uniform in `[-1, 1)`, labels
+/// uniform in `0..C`, from a seeded ChaCha8 stream.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// N×D inputs.
+    pub x: Array2<f32>,
+    /// C×D weights.
+    pub w: Array2<f32>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+    /// N×C upstream gradient.
+    pub g: Array2<f32>,
+    /// The margin the forward applies.
+    pub margin: Margin,
+}
+
+impl Problem {
+    /// A random problem of shape (N, D, C); errors if any is 0.
+    pub fn random(n: usize, d: usize, c: usize, margin: Margin, seed: u64) -> Result<Self> {
+        if n == 0 || d == 0 || c == 0 {
+            return Err(Error::Shape(format!(
+                "empty problem: N = {n}, D = {d}, C = {c} (all must be >= 1)"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut uniform = |rows, cols| {
+            Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-1.0f32..1.0))
+        };
+        let (x, w, g) = (uniform(n, d), uniform(c, d), uniform(n, c));
+        let labels = (0..n).map(|_| rng.random_range(0..c)).collect();
+        Ok(Problem {
+            x,
+            w,
+            labels,
+            g,
+            margin,
+        })
+    }
+}
+
+fn upload_labels(buffers: &mut Buffers, labels: &[usize]) -> Result<DeviceSlice<u32>> {
+    buffers.labels_host.clear();
+    for (row, &l) in labels.iter().enumerate() {
+        let l32 = u32::try_from(l).map_err(|_| Error::LabelOutOfRange {
+            row,
+            label: i64::try_from(l).unwrap_or(i64::MAX),
+            classes: u32::MAX as usize,
+        })?;
+        buffers.labels_host.push(l32);
+    }
+    let Buffers {
+        labels: slot,
+        labels_host,
+        ..
+    } = buffers;
+    slot.upload(labels_host, "labels")
+}
+
+/// The device regions of the forward's inputs and outputs, which the gradient kernels
+/// read too. `None` marks an argument the launch does not read (passed as an empty view).
+struct ForwardViews {
+    x: DeviceSlice<f32>,
+    w: DeviceSlice<f32>,
+    labels: DeviceSlice<u32>,
+    x_norms: Option<DeviceSlice<f64>>,
+    w_norms: Option<DeviceSlice<f64>>,
+    out: Option<DeviceSlice<f32>>,
+    p: DeviceSlice<f32>,
+    alpha_scale: DeviceSlice<f32>,
+    gamma_scale: DeviceSlice<f32>,
+}
+
+/// Errors unless every `(name, view length, length the parameters imply)` agrees: the
+/// kernels index without bounds checks on the GPU.
+fn check_lengths(kernel: &str, args: &[(&str, u64, u64)]) -> Result<()> {
+    for &(name, have, want) in args {
+        if have != want {
+            return Err(backend_error(format!(
+                "{kernel}: argument {name} holds {have} elements but the launch parameters \
+                 need {want}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The entry point of `plan`, opted in to its dynamic shared memory when that exceeds
+/// the default 48 KiB.
+fn function<'m>(module: &'m Module, plan: &LaunchPlan) -> Result<Function<'m>> {
+    let f = module
+        .get_function(plan.kernel)
+        .map_err(|e| backend_error(format!("kernel {} not in the PTX: {e}", plan.kernel)))?;
+    if plan.shared_bytes > DEFAULT_DYNAMIC_SHARED_LIMIT {
+        let bytes = i32::try_from(plan.shared_bytes).map_err(|_| {
+            backend_error(format!(
+                "{}: {} bytes of shared memory",
+                plan.kernel, plan.shared_bytes
+            ))
+        })?;
+        // SAFETY: `f` is a live function of the loaded module, and the attribute takes a
+        // plain integer; the driver validates the value.
+        let res = unsafe {
+            cust::sys::cuFuncSetAttribute(
+                f.to_raw(),
+                cust::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes,
+            )
+        };
+        if res != cust::sys::CUresult::CUDA_SUCCESS {
+            return Err(backend_error(format!(
+                "{}: cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES = {bytes}): {res:?}",
+                plan.kernel
+            )));
+        }
+    }
+    Ok(f)
+}
+
+/// An NVTX range named after the kernel around its launch call (feature `nvtx`), so
+/// Nsight Systems shows which host call issued which kernel.
+struct LaunchRange;
+
+impl LaunchRange {
+    #[cfg_attr(not(feature = "nvtx"), allow(unused_variables))]
+    fn new(kernel: &str) -> Self {
+        #[cfg(feature = "nvtx")]
+        nvtx::range_push!("{kernel}");
+        LaunchRange
+    }
+}
+
+impl Drop for LaunchRange {
+    fn drop(&mut self) {
+        #[cfg(feature = "nvtx")]
+        nvtx::range_pop!();
+    }
+}
+
+/// Launches `$f` per `$plan` on `$stream` with the given arguments (each `DeviceCopy`,
+/// checked by cust's `launch!`), mapping the launch error.
+macro_rules! launch_plan {
+    ($state:expr, $plan:expr, ( $($arg:expr),* $(,)? )) => {{
+        let plan: &LaunchPlan = $plan;
+        let _range = LaunchRange::new(plan.kernel);
+        let f = function(&$state.module, plan)?;
+        let stream = &$state.stream;
+        // SAFETY: the arguments are, in order, the kernel's `#[repr(C)]` parameter struct
+        // and `{ptr, len}` views of device allocations of this context that stay alive
+        // until the stream is synchronised (they are owned by the locked state); their
+        // lengths were checked against the parameters just before (`check_lengths`).
+        let res = unsafe {
+            cust::launch!(f<<<plan.grid, plan.block, plan.shared_bytes, stream>>>($($arg),*))
+        };
+        res.map_err(|e| backend_error(format!("launching {}: {e} ({e:?})", plan.kernel)))
+    }};
+}
+
+/// Allocates the forward's outputs, runs `row_norms` when `norms` is given, then
+/// `margin_forward`; returns the regions the gradient kernels need. Does not synchronise.
+fn run_forward(
+    state: &mut State,
+    fwd: &KernelLaunch<ForwardParams>,
+    norms: Option<&KernelLaunch<RowNormsParams>>,
+    x: DeviceSlice<f32>,
+    w: DeviceSlice<f32>,
+    labels: DeviceSlice<u32>,
+) -> Result<ForwardViews> {
+    let (n, c) = (fwd.params.n as usize, fwd.params.c as usize);
+    let b = &mut state.buffers;
+    let mut fv = ForwardViews {
+        x,
+        w,
+        labels,
+        x_norms: None,
+        w_norms: None,
+        out: Some(b.out.region(n * c, "out")?),
+        p: b.p.region(n, "p")?,
+        alpha_scale: b.alpha_scale.region(n, "alpha_scale")?,
+        gamma_scale: b.gamma_scale.region(n, "gamma_scale")?,
+    };
+    if let Some(rn) = norms {
+        let x_norms = b.x_norms.region(n, "x_norms")?;
+        let w_norms = b.w_norms.region(c, "w_norms")?;
+        let p = rn.params;
+        let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
+        let (xv, wv, xn, wn) = (
+            View::of(&fv.x),
+            View::of(&fv.w),
+            View::of(&x_norms),
+            View::of(&w_norms),
+        );
+        check_lengths(
+            rn.plan.kernel,
+            &[
+                ("x", xv.len, n * d),
+                ("w", wv.len, c * d),
+                ("x_norms", xn.len, n),
+                ("w_norms", wn.len, c),
+            ],
+        )?;
+        launch_plan!(state, &rn.plan, (Param(p), xv, wv, xn, wn))?;
+        fv.x_norms = Some(x_norms);
+        fv.w_norms = Some(w_norms);
+    }
+    launch_forward(state, fwd, &fv)?;
+    Ok(fv)
+}
+
+fn launch_forward(
+    state: &State,
+    fwd: &KernelLaunch<ForwardParams>,
+    fv: &ForwardViews,
+) -> Result<()> {
+    let p = fwd.params;
+    let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
+    let (x, w, labels) = (View::of(&fv.x), View::of(&fv.w), View::of(&fv.labels));
+    let x_norms = View::of_opt(fv.x_norms.as_ref());
+    let w_norms = View::of_opt(fv.w_norms.as_ref());
+    let out = View::of_opt(fv.out.as_ref());
+    let (cp, alpha, gamma) = (
+        View::of(&fv.p),
+        View::of(&fv.alpha_scale),
+        View::of(&fv.gamma_scale),
+    );
+    // Only L-Softmax training reads the norms; other launches get empty views.
+    let reads_norms = needs_norms(&p);
+    let norm_len = |len: u64| if reads_norms { len } else { 0 };
+    check_lengths(
+        fwd.plan.kernel,
+        &[
+            ("x", x.len, n * d),
+            ("w", w.len, c * d),
+            ("labels", labels.len, n),
+            ("x_norms", x_norms.len, norm_len(n)),
+            ("w_norms", w_norms.len, norm_len(c)),
+            ("out", out.len, n * c),
+            ("p", cp.len, n),
+            ("alpha_scale", alpha.len, n),
+            ("gamma_scale", gamma.len, n),
+        ],
+    )?;
+    launch_plan!(
+        state,
+        &fwd.plan,
+        (
+            Param(p),
+            x,
+            w,
+            labels,
+            x_norms,
+            w_norms,
+            out,
+            cp,
+            alpha,
+            gamma
+        )
+    )
+}
+
+/// Whether these forward parameters make the kernel read `x_norms`/`w_norms`
+/// (the kernel-side twin of [`needs_row_norms`]).
+fn needs_norms(p: &ForwardParams) -> bool {
+    use kernels_gpu::params::{KernelMode, MarginKind};
+    p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train
+}
+
+fn launch_input_grad(
+    state: &State,
+    launch: &KernelLaunch<GradParams>,
+    g: &DeviceSlice<f32>,
+    fv: &ForwardViews,
+    dx: &DeviceSlice<f32>,
+) -> Result<()> {
+    let p = launch.params;
+    let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
+    let (g, w, x, labels) = (
+        View::of(g),
+        View::of(&fv.w),
+        View::of(&fv.x),
+        View::of(&fv.labels),
+    );
+    let (cp, alpha, dx) = (View::of(&fv.p), View::of(&fv.alpha_scale), View::of(dx));
+    check_lengths(
+        launch.plan.kernel,
+        &[
+            ("g", g.len, n * c),
+            ("w", w.len, c * d),
+            ("x", x.len, n * d),
+            ("labels", labels.len, n),
+            ("p", cp.len, n),
+            ("alpha_scale", alpha.len, n),
+            ("dx", dx.len, n * d),
+        ],
+    )?;
+    launch_plan!(
+        state,
+        &launch.plan,
+        (Param(p), g, w, x, labels, cp, alpha, dx)
+    )
+}
+
+fn launch_weight_grad(
+    state: &State,
+    launch: &KernelLaunch<GradParams>,
+    g: &DeviceSlice<f32>,
+    fv: &ForwardViews,
+    dw: &DeviceSlice<f32>,
+) -> Result<()> {
+    let p = launch.params;
+    let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
+    let (g, x, w, labels) = (
+        View::of(g),
+        View::of(&fv.x),
+        View::of(&fv.w),
+        View::of(&fv.labels),
+    );
+    let (cp, gamma, dw) = (View::of(&fv.p), View::of(&fv.gamma_scale), View::of(dw));
+    check_lengths(
+        launch.plan.kernel,
+        &[
+            ("g", g.len, n * c),
+            ("x", x.len, n * d),
+            ("w", w.len, c * d),
+            ("labels", labels.len, n),
+            ("p", cp.len, n),
+            ("gamma_scale", gamma.len, n),
+            ("dw", dw.len, c * d),
+        ],
+    )?;
+    launch_plan!(
+        state,
+        &launch.plan,
+        (Param(p), g, x, w, labels, cp, gamma, dw)
+    )
+}
+
+/// Copies a device region into `host` (same length); call after the stream finished.
+fn download<T: DeviceCopy>(region: &DeviceSlice<T>, host: &mut [T], what: &str) -> Result<()> {
+    if region.len() != host.len() {
+        return Err(backend_error(format!(
+            "{what}: device region of {} elements, host buffer of {}",
+            region.len(),
+            host.len()
+        )));
+    }
+    region
+        .copy_to(host)
+        .map_err(|e| backend_error(format!("copying {what} to the host: {e}")))
+}
+
+/// The row-major data of `a`, copied into `scratch` only if `a` is not row-major already.
+fn row_major<'a>(a: &'a ArrayView2<'_, f32>, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    match a.as_slice() {
+        Some(s) => s,
+        None => {
+            scratch.clear();
+            scratch.extend(a.iter().copied());
+            scratch
+        }
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn forward(
+        &self,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        labels: &[usize],
+        margin: Margin,
+        mode: Mode,
+    ) -> Result<(Array2<f32>, RowCache)> {
+        let (n, d) = x.dim();
+        let c = w.nrows();
+        let fwd = forward_plan(n, d, c, margin, mode)?;
+        let norms = if needs_row_norms(margin, mode) {
+            Some(row_norms_plan(n, d, c)?)
+        } else {
+            None
+        };
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        let mut scratch = Vec::new();
+        let b = &mut state.buffers;
+        let xd = b.x.upload(row_major(&x, &mut scratch), "x")?;
+        let wd = b.w.upload(row_major(&w, &mut scratch), "w")?;
+        let ld = upload_labels(b, labels)?;
+        let fv = run_forward(state, &fwd, norms.as_ref(), xd, wd, ld)?;
+        state
+            .stream
+            .synchronize()
+            .map_err(cuda_err("running the forward kernels"))?;
+        let mut out = vec![0.0f32; n * c];
+        if let Some(region) = &fv.out {
+            download(region, &mut out, "out")?;
+        }
+        let mut cache = RowCache::plain(n);
+        download(&fv.p, &mut cache.p, "p")?;
+        download(&fv.alpha_scale, &mut cache.alpha_scale, "alpha_scale")?;
+        download(&fv.gamma_scale, &mut cache.gamma_scale, "gamma_scale")?;
+        let out = Array2::from_shape_vec((n, c), out)
+            .map_err(|e| backend_error(format!("output of {n}x{c}: {e}")))?;
+        Ok((out, cache))
+    }
+
+    fn backward(
+        &self,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        labels: &[usize],
+        cache: &RowCache,
+        dout: ArrayView2<f32>,
+    ) -> Result<Grads> {
+        let (n, d) = x.dim();
+        let c = w.nrows();
+        for (name, len) in [
+            ("p", cache.p.len()),
+            ("alpha_scale", cache.alpha_scale.len()),
+            ("gamma_scale", cache.gamma_scale.len()),
+        ] {
+            if len != n {
+                return Err(Error::Shape(format!(
+                    "row cache {name} has {len} entries but x has {n} rows"
+                )));
+            }
+        }
+        let ig = input_grad_plan(n, d, c)?;
+        let wg = weight_grad_plan(n, d, c)?;
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        let mut scratch = Vec::new();
+        let b = &mut state.buffers;
+        let fv = ForwardViews {
+            x: b.x.upload(row_major(&x, &mut scratch), "x")?,
+            w: b.w.upload(row_major(&w, &mut scratch), "w")?,
+            labels: upload_labels(b, labels)?,
+            x_norms: None,
+            w_norms: None,
+            out: None,
+            p: b.p.upload(&cache.p, "p")?,
+            alpha_scale: b.alpha_scale.upload(&cache.alpha_scale, "alpha_scale")?,
+            gamma_scale: b.gamma_scale.upload(&cache.gamma_scale, "gamma_scale")?,
+        };
+        let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
+        let dx = b.dx.region(n * d, "dx")?;
+        let dw = b.dw.region(c * d, "dw")?;
+        launch_input_grad(state, &ig, &g, &fv, &dx)?;
+        launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+        state
+            .stream
+            .synchronize()
+            .map_err(cuda_err("running the gradient kernels"))?;
+        let mut dx_host = vec![0.0f32; n * d];
+        let mut dw_host = vec![0.0f32; c * d];
+        download(&dx, &mut dx_host, "dx")?;
+        download(&dw, &mut dw_host, "dw")?;
+        let grads = Grads {
+            dx: Array2::from_shape_vec((n, d), dx_host)
+                .map_err(|e| backend_error(format!("dx of {n}x{d}: {e}")))?,
+            dw: Array2::from_shape_vec((c, d), dw_host)
+                .map_err(|e| backend_error(format!("dw of {c}x{d}: {e}")))?,
+        };
+        Ok(grads)
+    }
+}
