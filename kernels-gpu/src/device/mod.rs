@@ -64,16 +64,28 @@ pub fn global_thread_y() -> u32 {
 
 /// Declares GPU kernels whose bodies are shared by the GPU and the emulator.
 ///
-/// ```ignore
+/// ```
+/// use kernels_gpu::device::{Global, GlobalMut, global_thread_x};
+/// use kernels_gpu::emulator::{DeviceBuffer, LaunchConfig, launch};
+/// use kernels_gpu::kernel;
+///
 /// kernel! {
-///     /// Adds two vectors.
-///     pub fn vector_add(a: Global<f32>, b: Global<f32>, out: GlobalMut<f32>, n: u32) {
+///     /// Scales a vector.
+///     pub fn scale(x: Global<f32>, out: GlobalMut<f32>, factor: f32, n: u32) {
 ///         let i = global_thread_x();
 ///         if i < n {
-///             out.set(i as usize, a.get(i as usize) + b.get(i as usize));
+///             out.set(i as usize, factor * x.get(i as usize));
 ///         }
 ///     }
 /// }
+///
+/// // On the host `scale` is a plain function that the emulator runs once per thread.
+/// let x = DeviceBuffer::from_slice(&[1.0f32, 2.0, 3.0]);
+/// let out = DeviceBuffer::<f32>::zeroed(3);
+/// let (vx, vout) = (x.view(), out.view_mut());
+/// launch(&LaunchConfig::cover_1d(3, 32), "scale", || scale(vx, vout, 2.0, 3))?;
+/// assert_eq!(out.to_vec(), [2.0, 4.0, 6.0]);
+/// # Ok::<(), kernels_gpu::emulator::LaunchError>(())
 /// ```
 ///
 /// - On `nvptx64` each function becomes
