@@ -23,6 +23,12 @@
 //! The first fault ends the launch with `Err(LaunchError)`; threads blocked at a
 //! barrier of the faulting block are released. The process never aborts.
 //!
+//! Cost: OS context switches dominate. Measured on a 2-core VM (release): a launch of
+//! 4 blocks of 16x16 threads with 8 barriers each takes about 35-50 ms (roughly 1 ms per
+//! barrier round of a 256-thread block); a barrier-free kernel runs a block on a couple of
+//! workers without switching (100 launches of 8x128 threads: 50 ms). Blocks run one after
+//! another so that which fault is reported first does not depend on timing.
+//!
 //! Not emulated: warps and warp-synchronous behaviour, atomics, memory ordering weaker
 //! than sequential consistency, a kernel thread that loops forever without reaching a
 //! barrier (the launch then never returns).
