@@ -65,7 +65,7 @@ kernel! {
                 // store so the f64 epilogue is emitted once per row, not once per column.
                 let y = labels.get(row) as usize;
                 let rel = y.wrapping_sub(col0 + tx);
-                if rel < TL && rel % T == 0 {
+                if rel < TL && rel.is_multiple_of(T) {
                     let z = select(&acc[i], rel / T);
                     let e = match p.mode {
                         KernelMode::Infer => TargetEpilogue::plain(z),

@@ -1,0 +1,219 @@
+//! The margin kernels under the emulator, beyond the shared property test of
+//! `backend_agreement.rs` (whose shapes stay below 73): several 64-tiles and several
+//! 16-deep K stages in every kernel, bitwise reproducibility, strided input views, rows
+//! whose squares overflow f32, and the launch-limit error.
+//!
+//! Agreement uses `common::check_backend`: F, dX and dW against `reference::naive` (f64)
+//! within `2·L·u·Σ|terms|` for a length-L f32 dot product (Higham §3.1; the kernels sum
+//! each output sequentially with one fma per term, which meets the bound), plus the
+//! margin-correction terms derived there. The kernels' norms are f64 like the reference's.
+
+mod common;
+
+use common::{Case, check_backend};
+use lsoftmax::backend::EmulatedBackend;
+use lsoftmax::{Backend, Error, Margin, Mode, backward, forward_on};
+use ndarray::{Array2, ShapeBuilder};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
+}
+
+/// A problem with labels spread over all classes, every 7th x row zero (degenerate
+/// under L-Softmax), and the last class's weights zero (degenerate for its rows).
+fn problem(n: usize, d: usize, c: usize, margin: Margin, mode: Mode, seed: u64) -> Case {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = random(&mut rng, n, d);
+    let mut w = random(&mut rng, c, d);
+    for i in (0..n).step_by(7) {
+        x.row_mut(i).fill(0.0);
+    }
+    if c > 1 {
+        w.row_mut(c - 1).fill(0.0);
+    }
+    let labels = (0..n).map(|_| rng.random_range(0..c)).collect();
+    let dout = random(&mut rng, n, c);
+    Case {
+        x,
+        w,
+        labels,
+        dout,
+        margin,
+        mode,
+    }
+}
+
+fn all_margins() -> Vec<Margin> {
+    let mut v = vec![Margin::plain(), Margin::simplified(0.3).unwrap()];
+    for m in 1..=4 {
+        v.push(Margin::lsoftmax(m, 0.0).unwrap());
+    }
+    v.push(Margin::lsoftmax(3, 2.5).unwrap());
+    v
+}
+
+/// Shapes past one tile and one K stage in every kernel: forward tiles (N, C) over D,
+/// input-grad (N, D) over C, weight-grad (C, D) over N. Primes, N ≠ D ≠ C.
+#[test]
+fn multi_tile_shapes_agree_with_naive_for_every_variant() {
+    let shapes = [(131, 67, 97), (67, 131, 3), (5, 17, 149), (149, 1, 2)];
+    for (s, &(n, d, c)) in shapes.iter().enumerate() {
+        for (v, margin) in all_margins().into_iter().enumerate() {
+            for mode in [Mode::Train, Mode::Infer] {
+                // The big shapes once per variant in training; inference is the same GEMMs.
+                if mode == Mode::Infer && v > 1 {
+                    continue;
+                }
+                let case = problem(n, d, c, margin, mode, (s * 100 + v) as u64);
+                if let Err(msg) = check_backend(&EmulatedBackend, &case) {
+                    panic!("(N, D, C) = ({n}, {d}, {c}), {margin}, {mode:?}: {msg}");
+                }
+            }
+        }
+    }
+}
+
+fn run(
+    backend: &dyn Backend,
+    case: &Case,
+) -> (Array2<f32>, Vec<Vec<f32>>, Array2<f32>, Array2<f32>) {
+    let fwd = forward_on(
+        backend,
+        case.x.view(),
+        case.w.view(),
+        &case.labels,
+        case.margin,
+        case.mode,
+    )
+    .unwrap();
+    let grads = backward(&fwd, case.dout.view()).unwrap();
+    let cache = vec![
+        fwd.cache.p.clone(),
+        fwd.cache.alpha_scale.clone(),
+        fwd.cache.gamma_scale.clone(),
+    ];
+    (fwd.out.clone(), cache, grads.dx, grads.dw)
+}
+
+fn bits(a: &Array2<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Two runs give the same bits (no atomics, fixed summation order, γ reduced in order).
+#[test]
+fn results_are_bitwise_reproducible() {
+    let case = problem(
+        97,
+        70,
+        131,
+        Margin::lsoftmax(4, 0.5).unwrap(),
+        Mode::Train,
+        7,
+    );
+    let a = run(&EmulatedBackend, &case);
+    let b = run(&EmulatedBackend, &case);
+    assert_eq!(bits(&a.0), bits(&b.0), "F differs between runs");
+    for (ca, cb) in a.1.iter().zip(&b.1) {
+        let (ba, bb): (Vec<u32>, Vec<u32>) = (
+            ca.iter().map(|v| v.to_bits()).collect(),
+            cb.iter().map(|v| v.to_bits()).collect(),
+        );
+        assert_eq!(ba, bb, "row cache differs between runs");
+    }
+    assert_eq!(bits(&a.2), bits(&b.2), "dX differs between runs");
+    assert_eq!(bits(&a.3), bits(&b.3), "dW differs between runs");
+    // The run did exercise the margin: some cache entries are not the plain ones.
+    assert!(
+        a.1[1].iter().any(|&s| s != 0.0),
+        "no L-Softmax row in the test problem"
+    );
+}
+
+/// Column-major and transposed views give the same bits as row-major inputs.
+#[test]
+fn strided_views_give_the_same_result() {
+    let case = problem(
+        40,
+        23,
+        19,
+        Margin::lsoftmax(2, 1.0).unwrap(),
+        Mode::Train,
+        3,
+    );
+    let fortran = |a: &Array2<f32>| {
+        let mut f = Array2::<f32>::zeros(a.dim().f());
+        f.assign(a);
+        f
+    };
+    let (xf, gf) = (fortran(&case.x), fortran(&case.dout));
+    // W as the transpose of a D×C row-major array: a view with strides (1, C).
+    let wt = case.w.t().to_owned();
+    let w_view = wt.t();
+    let fwd = forward_on(
+        &EmulatedBackend,
+        xf.view(),
+        w_view,
+        &case.labels,
+        case.margin,
+        case.mode,
+    )
+    .unwrap();
+    let grads = backward(&fwd, gf.view()).unwrap();
+    let want = run(&EmulatedBackend, &case);
+    assert_eq!(bits(&fwd.out), bits(&want.0));
+    assert_eq!(bits(&grads.dx), bits(&want.2));
+    assert_eq!(bits(&grads.dw), bits(&want.3));
+}
+
+/// Entries around 1e20 have squares beyond f32's range: norms summed in f32 would be
+/// infinite (cos θ = 0); the kernels' f64 norms keep L-Softmax right there.
+#[test]
+fn huge_rows_keep_their_angle() {
+    let mut case = problem(9, 33, 5, Margin::lsoftmax(2, 0.0).unwrap(), Mode::Train, 11);
+    case.x.row_mut(1).mapv_inplace(|v| v * 1e20);
+    case.x.row_mut(4).mapv_inplace(|v| v * 3e19);
+    check_backend(&EmulatedBackend, &case).unwrap();
+}
+
+/// Degenerate rows (x_i = 0, or w_{y_i} = 0) take the plain-layer cache, as on the CPU.
+#[test]
+fn degenerate_rows_use_the_plain_cache() {
+    let case = problem(29, 16, 4, Margin::lsoftmax(4, 0.0).unwrap(), Mode::Train, 5);
+    let (_, cache, _, _) = run(&EmulatedBackend, &case);
+    let mut seen = 0;
+    for (i, &y) in case.labels.iter().enumerate() {
+        if i % 7 == 0 || y == 3 {
+            seen += 1;
+            assert_eq!(
+                (cache[0][i], cache[1][i], cache[2][i]),
+                (1.0, 0.0, 0.0),
+                "row {i}"
+            );
+        }
+    }
+    assert!(seen > 4);
+}
+
+/// A problem beyond the grid limits is refused before launching, naming the size.
+#[test]
+fn oversized_batch_is_a_shape_error() {
+    let n = 65_535 * 64 + 1;
+    let x = Array2::<f32>::zeros((n, 1));
+    let w = Array2::<f32>::ones((1, 1));
+    let labels = vec![0; n];
+    let err = forward_on(
+        &EmulatedBackend,
+        x.view(),
+        w.view(),
+        &labels,
+        Margin::plain(),
+        Mode::Infer,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Shape(_)) && err.to_string().contains("N = 4194241"),
+        "{err}"
+    );
+}
