@@ -60,4 +60,4 @@ macro_rules! backend_tests {
 }
 
 backend_tests!(cpu, Ok(Box::new(lsoftmax::backend::CpuBackend)), 256, 72);
-backend_tests!(emulated, Ok(Box::new(lsoftmax::backend::EmulatedBackend)), 48, 72);
+backend_tests!(emulated, Ok(Box::new(lsoftmax::backend::EmulatedBackend)), 128, 72);
