@@ -8,18 +8,20 @@ use lsoftmax::Backend;
 use proptest::prelude::*;
 
 /// Instantiates the shared property tests for one backend.
-/// `$make` builds the backend, or returns `Err(reason)` when it cannot run here.
+/// `$make` builds the backend, or returns `Err(reason)` when it cannot run here; the tests
+/// then print `skipped: $skip (reason)` once and pass without checking anything.
 macro_rules! backend_tests {
-    ($name:ident, $make:expr, $cases:expr, $max_dim:expr) => {
+    ($name:ident, $make:expr, $cases:expr, $max_dim:expr, $skip:expr) => {
         mod $name {
             use super::*;
 
             fn backend() -> Option<Box<dyn Backend>> {
+                static NOTED: std::sync::Once = std::sync::Once::new();
                 let made: Result<Box<dyn Backend>, String> = $make;
                 match made {
                     Ok(b) => Some(b),
                     Err(reason) => {
-                        eprintln!("skipped: {} backend unavailable ({reason})", stringify!($name));
+                        NOTED.call_once(|| eprintln!("skipped: {} ({reason})", $skip));
                         None
                     }
                 }
@@ -57,7 +59,65 @@ macro_rules! backend_tests {
             }
         }
     };
+    ($name:ident, $make:expr, $cases:expr, $max_dim:expr) => {
+        backend_tests!($name, $make, $cases, $max_dim, concat!(stringify!($name), " backend unavailable"));
+    };
 }
 
 backend_tests!(cpu, Ok(Box::new(lsoftmax::backend::CpuBackend)), 256, 72);
 backend_tests!(emulated, Ok(Box::new(lsoftmax::backend::EmulatedBackend)), 128, 72);
+
+// Multi-tile shapes (up to 200: four 64-wide tiles with a ragged edge) on the real GPU.
+// Without a driver or device the constructor's error is the skip reason; a skipped run
+// verifies nothing on a GPU.
+#[cfg(feature = "cuda")]
+backend_tests!(cuda, cuda_shared::shared(), 64, 200, "no CUDA device");
+
+/// One CUDA backend for the whole test binary: a context and a PTX JIT per proptest case
+/// would dominate the run.
+#[cfg(feature = "cuda")]
+mod cuda_shared {
+    use std::sync::OnceLock;
+
+    use lsoftmax::backend::CudaBackend;
+    use lsoftmax::{Backend, Grads, Margin, Mode, RowCache};
+    use ndarray::{Array2, ArrayView2};
+
+    pub fn shared() -> Result<Box<dyn Backend>, String> {
+        static SHARED: OnceLock<Result<CudaBackend, String>> = OnceLock::new();
+        match SHARED.get_or_init(|| CudaBackend::new().map_err(|e| e.to_string())) {
+            Ok(b) => Ok(Box::new(Shared(b))),
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+
+    struct Shared(&'static CudaBackend);
+
+    impl Backend for Shared {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+
+        fn forward(
+            &self,
+            x: ArrayView2<f32>,
+            w: ArrayView2<f32>,
+            labels: &[usize],
+            margin: Margin,
+            mode: Mode,
+        ) -> lsoftmax::Result<(Array2<f32>, RowCache)> {
+            self.0.forward(x, w, labels, margin, mode)
+        }
+
+        fn backward(
+            &self,
+            x: ArrayView2<f32>,
+            w: ArrayView2<f32>,
+            labels: &[usize],
+            cache: &RowCache,
+            dout: ArrayView2<f32>,
+        ) -> lsoftmax::Result<Grads> {
+            self.0.backward(x, w, labels, cache, dout)
+        }
+    }
+}
