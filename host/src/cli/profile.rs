@@ -1,0 +1,142 @@
+//! `lsoftmax profile`: runs one margin kernel K times on random data on the CUDA device,
+//! for Nsight Systems / Nsight Compute to record (docs/profiling.md), and prints the time
+//! CUDA events measured and the rate it implies.
+//!
+//! Exit status: 0 after the run, 2 on bad arguments or in a build without the `cuda`
+//! feature, 1 if the CUDA backend fails (no driver, no device, a launch error).
+
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+
+use crate::backend::MarginKernel;
+
+/// Run one margin kernel repeatedly on the CUDA device (for Nsight).
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The kernel to run.
+    #[arg(long, value_enum)]
+    kernel: MarginKernel,
+    /// Rows of X (samples).
+    #[arg(long)]
+    n: usize,
+    /// Feature width D.
+    #[arg(long)]
+    d: usize,
+    /// Classes C.
+    #[arg(long)]
+    c: usize,
+    /// Timed launches.
+    #[arg(long, default_value_t = 20)]
+    iters: u64,
+    /// Margin of the forward pass (the gradients use its row cache).
+    #[arg(long, value_name = "SPEC", default_value = "lsoftmax:m=4,beta=0")]
+    margin: String,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Runs `lsoftmax profile`.
+pub fn run(args: Args) -> ExitCode {
+    imp::run(args)
+}
+
+#[cfg(not(feature = "cuda"))]
+mod imp {
+    use super::*;
+
+    pub(super) fn run(_args: Args) -> ExitCode {
+        eprintln!("error: {}", MISSING_FEATURE);
+        ExitCode::from(2)
+    }
+
+    pub(super) const MISSING_FEATURE: &str = "`lsoftmax profile` runs kernels on a CUDA \
+        device, and this binary was built without the cuda feature; rebuild with \
+        `cargo build --release --features cuda` (see docs/profiling.md)";
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::backend::BackendKind;
+
+        fn args() -> Args {
+            Args {
+                kernel: MarginKernel::Forward,
+                n: 4,
+                d: 4,
+                c: 4,
+                iters: 1,
+                margin: "plain".into(),
+                seed: 0,
+            }
+        }
+
+        #[test]
+        fn without_the_feature_profile_exits_2() {
+            assert_eq!(run(args()), ExitCode::from(2));
+        }
+
+        #[test]
+        fn without_the_feature_the_cuda_backend_says_so() {
+            let err = BackendKind::Cuda.instance().err().map(|e| e.to_string());
+            let msg = err.unwrap_or_default();
+            assert!(msg.contains("built without the cuda feature"), "{msg:?}");
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use super::*;
+    use crate::backend::cuda::{CudaBackend, Problem};
+    use crate::error::Error;
+    use crate::margin::Margin;
+
+    pub(super) fn run(args: Args) -> ExitCode {
+        match profile(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                match e {
+                    Error::Backend { .. } => ExitCode::FAILURE,
+                    _ => ExitCode::from(2),
+                }
+            }
+        }
+    }
+
+    fn profile(args: &Args) -> crate::Result<()> {
+        let margin = Margin::parse(&args.margin)?;
+        if args.iters == 0 {
+            return Err(Error::Shape(
+                "--iters 0: at least one launch is needed".into(),
+            ));
+        }
+        let problem = Problem::random(args.n, args.d, args.c, margin, args.seed)?;
+        let cuda = CudaBackend::new()?;
+        // The first launch pays for module loading and caches; keep it out of the numbers.
+        cuda.time_kernel(args.kernel, &problem, 1)?;
+        let elapsed = cuda.time_kernel(args.kernel, &problem, args.iters)?;
+        let per_launch = elapsed.as_secs_f64() / args.iters as f64;
+        let flops = args.kernel.flops(args.n, args.d, args.c);
+        println!(
+            "{} on {}: N = {}, D = {}, C = {}, margin {margin}, {} launches",
+            args.kernel.entry_name(),
+            cuda.device_name(),
+            args.n,
+            args.d,
+            args.c,
+            args.iters
+        );
+        println!(
+            "  {:.3} ms total, {:.3} us per launch (CUDA events), {:.1} GFLOP/s \
+             (FLOPs = {} = {flops:.3e})",
+            elapsed.as_secs_f64() * 1e3,
+            per_launch * 1e6,
+            flops / per_launch / 1e9,
+            args.kernel.flops_formula()
+        );
+        Ok(())
+    }
+}
