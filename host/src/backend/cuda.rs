@@ -255,6 +255,11 @@ impl CudaBackend {
 
     /// Locks the state and makes its context current on the calling thread (CUDA contexts
     /// are per thread, and callers may come from any thread).
+    ///
+    /// Also waits for the stream: a call that failed between a launch and its
+    /// synchronisation may have left kernels running on buffers this call may free or
+    /// overwrite. On an idle stream the wait returns at once; after a kernel fault it
+    /// reports the fault, which is sticky for the context.
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
         let state = self
             .state
@@ -262,6 +267,10 @@ impl CudaBackend {
             .map_err(|_| backend_error("state lock poisoned by an earlier panic".into()))?;
         CurrentContext::set_current(&state.context)
             .map_err(cuda_err("making the context current"))?;
+        state
+            .stream
+            .synchronize()
+            .map_err(cuda_err("waiting for earlier work on the stream"))?;
         Ok(state)
     }
 
