@@ -1,0 +1,298 @@
+//! Building the PTX of `kernels-gpu`: the nightly cargo invocation for
+//! `nvptx64-nvidia-cuda`, and reading the `.entry` names back from the PTX.
+//!
+//! This file uses `std` only and refers to nothing else in the crate, so that a build
+//! script can include it with `#[path = "../host/src/ptx/compile.rs"] mod compile;` and
+//! build the same PTX the `lsoftmax ptx` command checks.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The rustc target the kernels are compiled for.
+pub const NVPTX_TARGET: &str = "nvptx64-nvidia-cuda";
+
+/// The toolchain that builds the PTX (`-Zbuild-std` is nightly-only).
+pub const NIGHTLY: &str = "nightly";
+
+/// The command that installs everything the PTX build and the ptxas check need.
+pub const SETUP_COMMAND: &str = "scripts/setup-ptx-tools";
+
+/// Environment variables a parent cargo (`cargo run`, a build script) sets and that
+/// would leak its own toolchain, flags or target into the nested nightly build.
+const LEAKED_ENV: &[&str] = &[
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_TARGET_DIR",
+    "CARGO_MAKEFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct PtxBuild {
+    /// The `kernels-gpu` package directory (holds its `Cargo.toml`).
+    pub kernels_dir: PathBuf,
+    /// Cargo target directory of the nvptx build, kept apart from the host build so the
+    /// two never invalidate each other (e.g. `target/nvptx`).
+    pub target_dir: PathBuf,
+    /// GPU architecture passed as `-C target-cpu`, e.g. `sm_80`. It also fixes the PTX
+    /// `.target` line and the minimum PTX ISA version.
+    pub arch: String,
+    /// Emit `.file`/`.loc` directives (`-C debuginfo=line-tables-only`) so profilers can
+    /// map SASS back to Rust source lines.
+    pub line_info: bool,
+}
+
+/// The built PTX.
+#[derive(Debug, Clone)]
+pub struct PtxOutput {
+    /// Where the PTX was written (inside the target directory).
+    pub path: PathBuf,
+    /// The PTX text.
+    pub text: String,
+}
+
+/// Why the PTX could not be built.
+#[derive(Debug)]
+pub enum CompileError {
+    /// A tool is missing or failed to start; `message` says how to install it.
+    Missing {
+        /// The tool (`rustup`, `nightly toolchain`, `rust-src`).
+        tool: String,
+        /// What is missing and the command that installs it.
+        message: String,
+    },
+    /// Cargo ran and failed (a compile error in the kernels, a bad architecture, ...).
+    Cargo {
+        /// The command line, for rerunning it by hand.
+        command: String,
+        /// The tail of cargo's stderr.
+        stderr: String,
+    },
+    /// Reading or writing a file.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The arguments cannot be right (e.g. an architecture that is not `sm_NN`).
+    Invalid(String),
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Missing { tool, message } => write!(f, "{tool}: {message}"),
+            CompileError::Cargo { command, stderr } => {
+                write!(f, "building the PTX failed: `{command}`\n{stderr}")
+            }
+            CompileError::Io { path, message } => write!(f, "{}: {message}", path.display()),
+            CompileError::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Finds the `kernels-gpu` package from `start` or any of its ancestors: the directory
+/// itself, or a workspace that has it as a `kernels-gpu/` subdirectory.
+pub fn find_kernels_dir(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find_map(|dir| {
+        let is_kernels =
+            dir.file_name().is_some_and(|n| n == "kernels-gpu") && dir.join("Cargo.toml").is_file();
+        if is_kernels {
+            return Some(dir.to_path_buf());
+        }
+        let sub = dir.join("kernels-gpu");
+        sub.join("Cargo.toml").is_file().then_some(sub)
+    })
+}
+
+/// `true` if `arch` looks like `sm_NN` or `sm_NNa` (what `-C target-cpu` and
+/// `ptxas -arch` both accept).
+pub fn is_sm_arch(arch: &str) -> bool {
+    let Some(rest) = arch.strip_prefix("sm_") else {
+        return false;
+    };
+    let digits = rest.trim_end_matches(['a', 'f']);
+    !digits.is_empty() && digits.len() <= 3 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks that the nightly toolchain and its `rust-src` are installed, so that a missing
+/// tool gives an install command rather than a page of cargo errors.
+pub fn check_nightly() -> Result<(), CompileError> {
+    let out = Command::new("rustup")
+        .args(["run", NIGHTLY, "rustc", "--print", "sysroot"])
+        .output()
+        .map_err(|e| CompileError::Missing {
+            tool: "rustup".into(),
+            message: format!(
+                "cannot run `rustup` ({e}); install Rust from https://rustup.rs, then run \
+                 `{SETUP_COMMAND}`"
+            ),
+        })?;
+    if !out.status.success() {
+        return Err(CompileError::Missing {
+            tool: "nightly toolchain".into(),
+            message: format!(
+                "`rustup run {NIGHTLY} rustc` failed ({}); install it with `{SETUP_COMMAND}`",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let library = sysroot.join("lib/rustlib/src/rust/library/Cargo.toml");
+    if !library.is_file() {
+        return Err(CompileError::Missing {
+            tool: "rust-src".into(),
+            message: format!(
+                "{} is missing: -Zbuild-std needs the nightly rust-src component; install it \
+                 with `{SETUP_COMMAND}` (or `rustup component add rust-src --toolchain \
+                 {NIGHTLY}`)",
+                library.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Builds the kernels crate to PTX and returns it.
+///
+/// Runs `rustup run nightly cargo rustc --release --target nvptx64-nvidia-cuda
+/// -Zbuild-std=core --lib -- -C target-cpu=<arch> --emit=asm=<path>,link`, with
+/// `panic = "abort"` (there is no unwinding on the GPU) and, with `line_info`,
+/// `-C debuginfo=line-tables-only -Z no-generate-arange-section` (LLVM's NVPTX
+/// `.debug_aranges` section does not parse in ptxas: "Parsing error near
+/// '$L__sec_end0'"; ptxas needs only the line table).
+pub fn build_ptx(build: &PtxBuild) -> Result<PtxOutput, CompileError> {
+    if !is_sm_arch(&build.arch) {
+        return Err(CompileError::Invalid(format!(
+            "GPU architecture {:?} is not of the form sm_NN (e.g. sm_80)",
+            build.arch
+        )));
+    }
+    check_nightly()?;
+    let manifest = build.kernels_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(CompileError::Io {
+            path: manifest,
+            message: "not found: expected the kernels-gpu package here".into(),
+        });
+    }
+    let ptx_dir = build.target_dir.join("ptx");
+    std::fs::create_dir_all(&ptx_dir).map_err(|e| CompileError::Io {
+        path: ptx_dir.clone(),
+        message: e.to_string(),
+    })?;
+    // One output path per configuration: cargo only reruns rustc when the arguments or
+    // sources change, so a fresh build must find its own earlier output in place.
+    let suffix = if build.line_info { "-lineinfo" } else { "" };
+    let path = ptx_dir.join(format!("kernels_gpu-{}{suffix}.ptx", build.arch));
+
+    run_cargo(build, &manifest, &path, false)?;
+    if !path.is_file() {
+        // The build was fresh but someone removed the PTX: an extra (unused) cfg changes
+        // rustc's arguments, which makes cargo rerun it.
+        run_cargo(build, &manifest, &path, true)?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| CompileError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(PtxOutput { path, text })
+}
+
+fn run_cargo(
+    build: &PtxBuild,
+    manifest: &Path,
+    out: &Path,
+    force: bool,
+) -> Result<(), CompileError> {
+    let mut cmd = Command::new("rustup");
+    cmd.args([
+        "run",
+        NIGHTLY,
+        "cargo",
+        "rustc",
+        "--lib",
+        "--release",
+        "--target",
+    ])
+    .arg(NVPTX_TARGET)
+    .arg("-Zbuild-std=core")
+    .arg("--manifest-path")
+    .arg(manifest)
+    .arg("--target-dir")
+    .arg(&build.target_dir)
+    .args(["--config", "profile.release.panic=\"abort\""])
+    .arg("--")
+    .arg(format!("-Ctarget-cpu={}", build.arch))
+    .arg(format!("--emit=asm={},link", out.display()));
+    if build.line_info {
+        cmd.args([
+            "-Cdebuginfo=line-tables-only",
+            "-Zno-generate-arange-section",
+        ]);
+    }
+    if force {
+        cmd.args(["--cfg", "lsoftmax_ptx_rebuild"]);
+    }
+    for var in LEAKED_ENV {
+        cmd.env_remove(var);
+    }
+    let command = format!("{cmd:?}").replace('"', "");
+    let output = cmd.output().map_err(|e| CompileError::Missing {
+        tool: "rustup".into(),
+        message: format!("cannot run `rustup` ({e}); install Rust from https://rustup.rs"),
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if stderr.contains("rust-src") {
+        return Err(CompileError::Missing {
+            tool: "rust-src".into(),
+            message: format!("{tail}\ninstall it with `{SETUP_COMMAND}`"),
+        });
+    }
+    Err(CompileError::Cargo {
+        command,
+        stderr: tail,
+    })
+}
+
+/// The kernel entry points of a PTX module: the names of its `.entry` directives
+/// (`.visible .entry vector_add(` gives `vector_add`), in file order.
+pub fn ptx_entries(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == ".entry")?;
+            let name = words.next()?;
+            let name = name.split('(').next().unwrap_or(name).trim();
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The `.target` architecture a PTX module was generated for (`sm_70` from
+/// `.target sm_70`).
+pub fn ptx_target(ptx: &str) -> Option<&str> {
+    ptx.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(".target")?;
+        rest.split([',', ' ', '\t']).find(|w| !w.is_empty())
+    })
+}
