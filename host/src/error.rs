@@ -77,6 +77,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// An external tool (nightly cargo, rust-src, ptxas) is missing or failed; the
+    /// message says which command installs it.
+    #[error("{tool}: {message}")]
+    Toolchain {
+        /// The tool.
+        tool: String,
+        /// What went wrong and how to fix it.
+        message: String,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

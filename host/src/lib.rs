@@ -15,6 +15,7 @@ pub mod layer;
 pub mod margin;
 pub mod npy_io;
 pub mod operator;
+pub mod ptx;
 pub mod reference;
 pub mod train;
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod gradcheck;
+pub mod ptx;
 pub mod run;
 pub mod train;
 
@@ -25,6 +26,8 @@ enum Command {
     Run(run::Args),
     /// Check the margin layer's gradients against central finite differences (f64).
     Gradcheck(gradcheck::Args),
+    /// Build the kernels to PTX and report ptxas resources per kernel; --check is the CI gate.
+    Ptx(ptx::Args),
 }
 
 /// Entry point of the `lsoftmax` binary.
@@ -42,5 +45,6 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Gradcheck(args)) => gradcheck::run(args),
+        Some(Command::Ptx(args)) => ptx::run(args),
     }
 }
