@@ -19,7 +19,10 @@ use crate::ptx::{
 /// spills or an expected kernel is missing (--check); 2 a tool is missing or an argument
 /// is wrong.
 #[derive(Debug, ClapArgs)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Needs the nightly toolchain with rust-src, and ptxas: \
+`scripts/setup-ptx-tools` installs both.\n\
+Exit codes: 0 ok; 1 the PTX did not build, ptxas failed, a kernel spills, or (--check) \
+an expected kernel entry is missing; 2 a tool is missing or an argument is wrong.")]
 pub struct Args {
     /// GPU architecture to build and assemble for (ignored with --check).
     #[arg(long, default_value = "sm_80", value_parser = parse_arch)]

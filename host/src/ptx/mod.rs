@@ -155,6 +155,43 @@ mod tests {
     }
 
     #[test]
+    fn line_tables_survive_and_debug_mode_goes() {
+        // Shape of nightly rustc's PTX with `-C debuginfo=line-tables-only`, abridged.
+        let ptx = "\
+.version 7.8
+.target sm_90, debug
+.address_size 64
+
+.visible .entry vector_add(
+)
+{
+\t.loc\t24 8 0
+\tret;
+}
+\t.file\t24 \"/work/main/kernels-gpu/src/demo/vector_add.rs\"
+\t.section\t.debug_abbrev
+\t{
+.b8 1
+\t}
+\t.section\t.debug_info
+\t{
+.b32 11349
+\t}
+\t.section\t.debug_macinfo\t{\t}
+";
+        let stripped = compile::keep_line_tables_only(ptx);
+        assert!(stripped.contains("\n.target sm_90\n"), "{stripped}");
+        assert!(stripped.contains(".loc\t24 8 0") && stripped.contains(".file\t24"));
+        assert!(!stripped.contains(".section") && !stripped.contains(".b32 11349"));
+        assert!(
+            stripped.trim_end().ends_with("vector_add.rs\""),
+            "{stripped}"
+        );
+        assert_eq!(compile::keep_line_tables_only(&stripped), stripped);
+        assert_eq!(ptx_entries(&stripped), ["vector_add"]);
+    }
+
+    #[test]
     fn gate_flags_spills_missing_entries_and_errors() {
         let entries = vec!["a".to_string(), "b".to_string()];
         let clean = PtxasReport {
