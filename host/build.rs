@@ -58,31 +58,9 @@ fn build() -> Result<(), String> {
         line_info: true,
     })
     .map_err(explain)?;
-    write(
-        &out_dir.join("kernels.ptx"),
-        &optimized_line_info(&ptx.text),
-    )
-}
-
-/// The PTX with `, debug` dropped from its `.target` line, keeping every `.file`/`.loc`.
-///
-/// LLVM writes `.target sm_70, debug` as soon as there is any debug info, even line
-/// tables only, and ptxas then compiles as with `-G` (device debug, optimisations off).
-/// Measured with ptxas 13 for sm_80 on this PTX: `margin_forward` used 152 registers with
-/// `, debug` and 76 without; both cubins keep `.debug_line` and `.nv_debug_line_sass`,
-/// the line table Nsight Compute reads. Without `debug` the line info is that of
-/// `nvcc -lineinfo`, kept through the JIT by `CU_JIT_GENERATE_LINE_INFO`.
-fn optimized_line_info(ptx: &str) -> String {
-    let mut out = String::with_capacity(ptx.len());
-    for line in ptx.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with(".target") && line.contains(", debug") {
-            out.push_str(&line.replacen(", debug", "", 1));
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
+    // `build_ptx` already kept only the line tables (`keep_line_tables_only`): the
+    // `.target ..., debug` LLVM writes would make the driver's JIT compile unoptimised.
+    write(&out_dir.join("kernels.ptx"), &ptx.text)
 }
 
 /// The compile error, with the commands that fix a missing toolchain spelled out.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod gradcheck;
+pub mod profile;
 pub mod ptx;
 pub mod run;
 pub mod train;
@@ -26,6 +27,9 @@ enum Command {
     Run(run::Args),
     /// Check the margin layer's gradients against central finite differences (f64).
     Gradcheck(gradcheck::Args),
+    /// Run one margin kernel K times on random data on the CUDA device, for Nsight
+    /// (needs the cuda feature).
+    Profile(profile::Args),
     /// Build the kernels to PTX and report ptxas resources per kernel; --check is the CI gate.
     Ptx(ptx::Args),
 }
@@ -45,6 +49,7 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Gradcheck(args)) => gradcheck::run(args),
+        Some(Command::Profile(args)) => profile::run(args),
         Some(Command::Ptx(args)) => ptx::run(args),
     }
 }
