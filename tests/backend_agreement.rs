@@ -65,7 +65,12 @@ macro_rules! backend_tests {
 }
 
 backend_tests!(cpu, Ok(Box::new(lsoftmax::backend::CpuBackend)), 256, 72);
-backend_tests!(emulated, Ok(Box::new(lsoftmax::backend::EmulatedBackend)), 128, 72);
+backend_tests!(
+    emulated,
+    Ok(Box::new(lsoftmax::backend::EmulatedBackend)),
+    128,
+    72
+);
 
 // Multi-tile shapes (up to 200: four 64-wide tiles with a ragged edge) on the real GPU.
 // Without a driver or device the constructor's error is the skip reason; a skipped run
