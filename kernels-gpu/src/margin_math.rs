@@ -195,7 +195,7 @@ mod tests {
             for step in 0..=64 {
                 let theta = core::f64::consts::PI * f64::from(step) / 64.0;
                 let kk = ((theta * f64::from(m) / core::f64::consts::PI).floor() as u32).min(m - 1);
-                let sign = if kk % 2 == 0 { 1.0 } else { -1.0 };
+                let sign = if kk.is_multiple_of(2) { 1.0 } else { -1.0 };
                 let want = sign * (f64::from(m) * theta).cos() - 2.0 * f64::from(kk);
                 let (got, _) = psi(m, theta.cos());
                 assert!(

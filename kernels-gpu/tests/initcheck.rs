@@ -13,7 +13,7 @@ kernel! {
     fn fill_even_read_all(out: GlobalMut<f32>) {
         let s = dynamic_shared::<f32>();
         let t = thread_idx_x() as usize;
-        if t % 2 == 0 {
+        if t.is_multiple_of(2) {
             s.set(t, 1.0);
         }
         sync_threads();

@@ -268,7 +268,9 @@ fn compare(
     for ((idx, &g), (&r, &t)) in got.indexed_iter().zip(want.iter().zip(tol.iter())) {
         let err = (f64::from(g) - r).abs();
         // Subnormal-level slack: values here are O(1), so 1e-30 never hides a bug.
-        if !(err <= t + 1e-30) {
+        // A NaN error (NaN output) must fail, so test for "within" rather than "over".
+        let within = err <= t + 1e-30;
+        if !within {
             return Err(format!(
                 "{name}{idx:?}: got {g}, reference {r}, |err| {err:e} > tolerance {t:e}"
             ));

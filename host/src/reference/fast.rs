@@ -33,7 +33,7 @@ pub fn psi(m: u32, c: f64) -> (f64, f64) {
             (8.0 * c2 * c2 - 8.0 * c2 + 1.0, 32.0 * c2 * c - 16.0 * c)
         }
     };
-    let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+    let sign = if k.is_multiple_of(2) { 1.0 } else { -1.0 };
     (sign * t - 2.0 * f64::from(k), sign * dt)
 }
 

@@ -65,7 +65,7 @@ pub fn target_logit(margin: Margin, z: f64, a: f64, b: f64) -> TargetLogit {
 pub fn psi_from_angle(m: u32, c: f64) -> (f64, f64) {
     let theta = c.acos();
     let k = ((theta * f64::from(m) / std::f64::consts::PI).floor() as u32).min(m - 1);
-    let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+    let sign = if k.is_multiple_of(2) { 1.0 } else { -1.0 };
     let psi = sign * (f64::from(m) * theta).cos() - 2.0 * f64::from(k);
     let dt = match m {
         1 => 1.0,
