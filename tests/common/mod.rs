@@ -3,13 +3,10 @@
 //! test instantiates the same body (see `backend_agreement.rs`).
 #![allow(dead_code)] // each test crate uses a different subset
 
-use lsoftmax::reference::{DEGENERATE_NORM_PRODUCT, naive};
-use lsoftmax::{Backend, Margin, Mode, backward, forward_on};
-use ndarray::{Array2, ArrayView2};
+use lsoftmax::reference::agreement::{self, Problem};
+use lsoftmax::{Backend, Margin, Mode};
+use ndarray::Array2;
 use proptest::prelude::*;
-
-/// Unit roundoff of f32.
-pub const U: f64 = f32::EPSILON as f64 / 2.0;
 
 /// One layer problem.
 #[derive(Clone, Debug)]
@@ -133,148 +130,21 @@ pub fn case_strategy(max_dim: usize) -> impl Strategy<Value = Case> {
     })
 }
 
-fn to_f64(a: ArrayView2<f32>) -> Array2<f64> {
-    a.mapv(f64::from)
-}
-
-fn norm_row(a: ArrayView2<f64>, i: usize) -> f64 {
-    a.row(i).iter().map(|v| v * v).sum::<f64>().sqrt()
-}
-
 /// Runs `backend` forward and backward on `case` and checks F, dX, dW against
-/// `reference::naive` (f64). Returns a description of the first violation.
-///
-/// # The error bound
-/// A dot product of length L summed in f32 in any order is off by at most
-/// `γ_L·Σ|terms| ≤ 1.01·L·u·Σ|terms|` (Higham, Accuracy and Stability, §3.1), u = 2⁻²⁴;
-/// we allow `2·L·u·Σ|terms|` (`S` below, computed in f64 from |x|, |w|, |G|).
-/// The margin adds, on training rows with target t = G_{i,y_i}:
-/// - forward: `g` moves with `z` at rate `|∂g/∂z| = |p| ≤ (β + m²)/(1 + β) ≤ 16`,
-///   so the target entry gets `16·2·D·u·S` plus `8u·|g|` for the f64→f32 epilogue;
-/// - backward: p and q are functions of `c = z/(ab)` whose error is `≤ 2·D·u`
-///   (`Σ|x_k w_k| ≤ ab`, Cauchy–Schwarz) and `|dp/dc|, |dq/dc| ≤ max|ψ''| ≤ 96`;
-///   with `|p| ≤ 16`, `|q| ≤ 24` and rounding of the correction terms the corrections
-///   `t·(p−1)·w_y + t·q·(b/a)·x` are off by at most `(2·96·D·u + 64·u)` times
-///   `|t|·(|w_y| + (b/a)|x|)` (and the mirror image for dW). We use 256·(D+1)·u.
-/// - simplified margin: if `|z|` is within its rounding bound of the kink at 0 the
-///   backends may legitimately pick the other branch: allow `(1−k)·|t|·|w_y|` there.
+/// `reference::naive` (f64) under the bound derived in `lsoftmax::reference::agreement`.
+/// Returns a description of the worst violation.
 pub fn check_backend(backend: &dyn Backend, case: &Case) -> Result<(), String> {
-    let (n, d) = case.x.dim();
-    let c = case.w.nrows();
-    let fwd = forward_on(
-        backend,
-        case.x.view(),
-        case.w.view(),
-        &case.labels,
-        case.margin,
-        case.mode,
-    )
-    .map_err(|e| format!("forward failed: {e}"))?;
-    let grads = backward(&fwd, case.dout.view()).map_err(|e| format!("backward failed: {e}"))?;
-
-    let (x, w, g) = (
-        to_f64(case.x.view()),
-        to_f64(case.w.view()),
-        to_f64(case.dout.view()),
-    );
-    let ref_f = naive::forward(x.view(), w.view(), &case.labels, case.margin, case.mode);
-    let (ref_dx, ref_dw) = naive::backward(
-        x.view(),
-        w.view(),
-        &case.labels,
-        case.margin,
-        case.mode,
-        g.view(),
-    );
-
-    // Σ|terms| of each GEMM entry, by the same reference on absolute values.
-    let (ax, aw, ag) = (x.mapv(f64::abs), w.mapv(f64::abs), g.mapv(f64::abs));
-    let s_f = naive::forward(
-        ax.view(),
-        aw.view(),
-        &case.labels,
-        Margin::Plain,
-        Mode::Infer,
-    );
-    let (s_dx, s_dw) = naive::backward(
-        ax.view(),
-        aw.view(),
-        &case.labels,
-        Margin::Plain,
-        Mode::Infer,
-        ag.view(),
-    );
-
-    let margin_active = case.mode == Mode::Train && case.margin != Margin::Plain;
-    let corr_rate = 256.0 * (d as f64 + 1.0) * U;
-    let mut tol_f = s_f.mapv(|s| 2.0 * d as f64 * U * s) + ref_f.mapv(|v| 8.0 * U * v.abs());
-    let mut tol_dx = s_dx.mapv(|s| 2.0 * c as f64 * U * s) + ref_dx.mapv(|v| 8.0 * U * v.abs());
-    let mut tol_dw = s_dw.mapv(|s| 2.0 * n as f64 * U * s) + ref_dw.mapv(|v| 8.0 * U * v.abs());
-    if margin_active {
-        for (i, &y) in case.labels.iter().enumerate() {
-            let t = g[[i, y]].abs();
-            let (a, b) = (norm_row(x.view(), i), norm_row(w.view(), y));
-            tol_f[[i, y]] += 16.0 * 2.0 * d as f64 * U * s_f[[i, y]];
-            let kink_slack = match case.margin {
-                Margin::Simplified { k, .. } if ref_z_near_kink(&x, &w, &s_f, i, y, d) => {
-                    1.0 - f64::from(k)
-                }
-                _ => 0.0,
-            };
-            let lsoftmax = matches!(case.margin, Margin::LSoftmax { .. });
-            let (ba, ab) = if lsoftmax && a * b >= DEGENERATE_NORM_PRODUCT {
-                (b / a, a / b)
-            } else {
-                (0.0, 0.0)
-            };
-            for k in 0..d {
-                tol_dx[[i, k]] +=
-                    t * (corr_rate * (aw[[y, k]] + ba * ax[[i, k]]) + kink_slack * aw[[y, k]]);
-                tol_dw[[y, k]] +=
-                    t * (corr_rate * (ax[[i, k]] + ab * aw[[y, k]]) + kink_slack * ax[[i, k]]);
-            }
-        }
+    let problem = Problem {
+        x: case.x.view(),
+        w: case.w.view(),
+        labels: &case.labels,
+        dout: case.dout.view(),
+        margin: case.margin,
+        mode: case.mode,
+    };
+    let agreement = agreement::check_backend(backend, &problem).map_err(|e| e.to_string())?;
+    match agreement.violation() {
+        None => Ok(()),
+        Some(v) => Err(v.to_string()),
     }
-    compare("F", fwd.out.view(), &ref_f, &tol_f)?;
-    compare("dX", grads.dx.view(), &ref_dx, &tol_dx)?;
-    compare("dW", grads.dw.view(), &ref_dw, &tol_dw)
-}
-
-fn ref_z_near_kink(
-    x: &Array2<f64>,
-    w: &Array2<f64>,
-    s_f: &Array2<f64>,
-    i: usize,
-    y: usize,
-    d: usize,
-) -> bool {
-    let z: f64 = x.row(i).dot(&w.row(y));
-    z.abs() <= 2.0 * d as f64 * U * s_f[[i, y]]
-}
-
-fn compare(
-    name: &str,
-    got: ArrayView2<f32>,
-    want: &Array2<f64>,
-    tol: &Array2<f64>,
-) -> Result<(), String> {
-    if got.dim() != want.dim() {
-        return Err(format!(
-            "{name}: shape {:?}, want {:?}",
-            got.dim(),
-            want.dim()
-        ));
-    }
-    for ((idx, &g), (&r, &t)) in got.indexed_iter().zip(want.iter().zip(tol.iter())) {
-        let err = (f64::from(g) - r).abs();
-        // Subnormal-level slack: values here are O(1), so 1e-30 never hides a bug.
-        // A NaN error (NaN output) must fail, so test for "within" rather than "over".
-        let within = err <= t + 1e-30;
-        if !within {
-            return Err(format!(
-                "{name}{idx:?}: got {g}, reference {r}, |err| {err:e} > tolerance {t:e}"
-            ));
-        }
-    }
-    Ok(())
 }

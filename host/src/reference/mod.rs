@@ -3,7 +3,9 @@
 //! - [`naive`]: loops that mirror the formulas, in f64. The definition of right.
 //! - [`fast`]: ndarray GEMMs plus the per-row epilogue and diagonal corrections, f32
 //!   storage. The CPU backend; tested against `naive`.
+//! - [`agreement`]: the check of any backend against `naive` under a derived f32 bound.
 
+pub mod agreement;
 pub mod fast;
 pub mod naive;
 
