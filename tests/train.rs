@@ -237,8 +237,12 @@ fn cli_trains_writes_outputs_and_reports_bad_input() {
     assert!(dir.path().join("features.png").exists());
 
     for (args, needle) in [
-        (vec!["--backend", "cuda"], "not available in this build"),
-        (vec!["--backend", "tpu"], "unknown backend \"tpu\""),
+        // Without the feature: "built without the cuda feature"; with it, here: no device.
+        (vec!["--backend", "cuda"], "cuda backend: "),
+        (
+            vec!["--backend", "tpu"],
+            "invalid value 'tpu' for '--backend",
+        ),
         (vec!["--margin", "lsoftmax:m=9"], "m = 9"),
         (vec!["--beta-schedule", "mult:start=1,scale=0"], "scale=0"),
         (vec!["--lr=-1"], "learning rate -1"),
@@ -257,4 +261,45 @@ fn cli_trains_writes_outputs_and_reports_bad_input() {
             "{args:?}: {stderr:?} should mention {needle:?}"
         );
     }
+}
+
+/// `lsoftmax` with no arguments is the demo: it runs every step, passes, says where its
+/// files went, and writes them under the working directory.
+#[test]
+fn no_arguments_runs_the_demo_and_writes_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lsoftmax"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "1. gradient check",
+        "2. GPU kernels against reference::naive on the emulated backend",
+        "3. toy model",
+        "lsoftmax:m=4,beta=0",
+        "wrote lsoftmax-demo/metrics.json",
+        "wrote lsoftmax-demo/features.png",
+        "all checks passed",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains(" NO\n") && !stdout.contains("FAILED"),
+        "{stdout}"
+    );
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("lsoftmax-demo/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metrics["runs"].as_array().map(Vec::len), Some(2));
+    assert!(dir.path().join("lsoftmax-demo/features.png").exists());
 }

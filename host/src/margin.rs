@@ -13,6 +13,16 @@ pub enum Mode {
     Infer,
 }
 
+impl std::fmt::Display for Mode {
+    /// `train` or `infer`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Train => "train",
+            Mode::Infer => "infer",
+        })
+    }
+}
+
 /// The margin function `g` that replaces the target logit `z = w_{y_i}·x_i` in training.
 ///
 /// Built only through the validating constructors [`Margin::simplified`] and

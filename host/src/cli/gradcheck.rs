@@ -73,6 +73,32 @@ pub fn random_problem(n: usize, d: usize, c: usize, seed: u64) -> Vec<ArrayD<f64
     vec![x, w, labels]
 }
 
+/// Every check of `lsoftmax gradcheck` on `inputs` (`[x, w, labels]`): for each margin and
+/// both modes, the losses `½‖F‖²` and `Σ F ⊙ R`, then (if `directions > 0`) the
+/// random-projection check. One report per check, in that order.
+pub fn check_margins(
+    margins: &[Margin],
+    inputs: &[ArrayD<f64>],
+    config: &Config,
+    directions: usize,
+) -> Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for &margin in margins {
+        let op = MarginOperator::new(margin);
+        for mode in [Mode::Train, Mode::Infer] {
+            for loss in [Loss::HalfSquaredNorm, Loss::Projection] {
+                reports.push(gradcheck::gradcheck(&op, mode, inputs, loss, config)?);
+            }
+            if directions > 0 {
+                reports.push(gradcheck::directional_check(
+                    &op, mode, inputs, directions, config,
+                )?);
+            }
+        }
+    }
+    Ok(reports)
+}
+
 /// Runs `lsoftmax gradcheck`: exit 0 if every check passes, 1 if one fails, 2 on bad
 /// arguments.
 pub fn run(args: Args) -> ExitCode {
@@ -116,29 +142,11 @@ fn check_all(args: &Args) -> Result<bool> {
         config.rtol
     );
     out!("{}\n", Report::table_header());
-    let (mut total, mut failed) = (0, 0);
-    for margin in margins {
-        let op = MarginOperator::new(margin);
-        for mode in [Mode::Train, Mode::Infer] {
-            let mut reports = Vec::new();
-            for loss in [Loss::HalfSquaredNorm, Loss::Projection] {
-                reports.push(gradcheck::gradcheck(&op, mode, &inputs, loss, &config)?);
-            }
-            if args.directions > 0 {
-                reports.push(gradcheck::directional_check(
-                    &op,
-                    mode,
-                    &inputs,
-                    args.directions,
-                    &config,
-                )?);
-            }
-            for r in reports {
-                out!("{r}");
-                total += 1;
-                failed += usize::from(!r.passed());
-            }
-        }
+    let reports = check_margins(&margins, &inputs, &config, args.directions)?;
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    let total = reports.len();
+    for r in &reports {
+        out!("{r}");
     }
     if failed == 0 {
         out!("all {total} checks passed\n");

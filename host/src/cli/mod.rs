@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod demo;
 pub mod gradcheck;
 pub mod profile;
 pub mod ptx;
@@ -21,6 +22,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The default (also run with no arguments): gradient check, GPU kernels against the
+    /// reference on the best backend available, and the toy model with its plot.
+    Demo(demo::Args),
     /// Train a small network with the margin layer on the 8x8 digits and compare margins.
     Train(train::Args),
     /// Run the layer on .npy files (X, W, labels, optional dOut) and write float32 outputs.
@@ -45,7 +49,8 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        None => ExitCode::SUCCESS,
+        None => demo::run(demo::Args::default()),
+        Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Gradcheck(args)) => gradcheck::run(args),

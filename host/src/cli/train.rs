@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use clap::Args as ClapArgs;
 
-use crate::backend::{Backend, CpuBackend};
-use crate::error::{Error, Result};
+use crate::backend::BackendKind;
+use crate::error::Result;
 use crate::margin::Margin;
 use crate::train::{self, Sgd, TrainConfig};
 
@@ -52,9 +52,10 @@ pub struct Args {
     /// Seed of the split, initial weights and batch order.
     #[arg(long, value_name = "S", default_value_t = TrainConfig::default().seed)]
     seed: u64,
-    /// Backend of the margin layer: cpu, emulated or cuda.
-    #[arg(long, value_name = "NAME", default_value = "cpu")]
-    backend: String,
+    /// Backend of the margin layer (emulated is slow: it runs every GPU thread on the CPU
+    /// with all checks on; use it with few epochs).
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    backend: BackendKind,
     /// Output folder for metrics.json (and features.png).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -71,21 +72,6 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// The backend named `name`; emulated and cuda are reported as not built in until the
-/// backend registry provides them.
-pub fn backend_by_name(name: &str) -> Result<Arc<dyn Backend>> {
-    match name {
-        "cpu" => Ok(Arc::new(CpuBackend)),
-        "emulated" | "cuda" => Err(Error::Backend {
-            backend: if name == "cuda" { "cuda" } else { "emulated" },
-            message: "not available in this build (built: cpu)".into(),
-        }),
-        other => Err(Error::Train(format!(
-            "unknown backend {other:?} (expected cpu, emulated or cuda)"
-        ))),
-    }
-}
-
 fn run_inner(args: &Args) -> Result<()> {
     let config = TrainConfig {
         feature_dim: args.feature_dim,
@@ -96,7 +82,7 @@ fn run_inner(args: &Args) -> Result<()> {
         beta_schedule: train::parse_beta_schedule(&args.beta_schedule)?,
         test_fraction: args.test_fraction,
         seed: args.seed,
-        backend: backend_by_name(&args.backend)?,
+        backend: Arc::from(args.backend.instance()?),
         progress: true,
     };
     config.validate()?;
