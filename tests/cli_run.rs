@@ -163,22 +163,25 @@ fn check_outputs(dir: &Dir, p: &Problem, margin: Margin, mode: Mode, with_grads:
 #[test]
 fn run_writes_outputs_equal_to_the_reference() {
     let p = problem();
-    for (spec, mode) in [
-        ("lsoftmax:m=2,beta=0.5", Mode::Train),
-        ("simplified:k=0.5", Mode::Train),
-        ("lsoftmax:m=4", Mode::Infer),
-    ] {
-        let dir = Dir::new();
-        let mut extra = vec!["--margin", spec];
-        if mode == Mode::Infer {
-            extra.push("--infer");
+    // The emulated backend runs the GPU kernels: the same files, the same answers.
+    for backend in ["cpu", "emulated"] {
+        for (spec, mode) in [
+            ("lsoftmax:m=2,beta=0.5", Mode::Train),
+            ("simplified:k=0.5", Mode::Train),
+            ("lsoftmax:m=4", Mode::Infer),
+        ] {
+            let dir = Dir::new();
+            let mut extra = vec!["--margin", spec, "--backend", backend];
+            if mode == Mode::Infer {
+                extra.push("--infer");
+            }
+            let o = dir.run(&extra);
+            assert!(o.status.success(), "{backend} {spec}: {}", stderr(&o));
+            check_outputs(&dir, &p, Margin::parse(spec).unwrap(), mode, true);
+            assert!(String::from_utf8_lossy(&o.stdout).contains("dw.npy"));
         }
-        let o = dir.run(&extra);
-        assert!(o.status.success(), "{spec}: {}", stderr(&o));
-        check_outputs(&dir, &p, Margin::parse(spec).unwrap(), mode, true);
-        assert!(String::from_utf8_lossy(&o.stdout).contains("dw.npy"));
     }
-    // Without --dout only out.npy is written; --backend cpu is accepted.
+    // Without --dout only out.npy is written.
     let dir = Dir::new();
     let o = Command::new(BIN)
         .args(["run", "--x", &dir.file("x.npy"), "--w", &dir.file("w.npy")])
