@@ -16,26 +16,10 @@ fn norm(v: ArrayView1<f32>) -> f64 {
         .sqrt()
 }
 
-/// `(ψ, dψ/dc)` for `c = cos θ`: the interval index `k` counts the boundaries
-/// `cos(jπ/m)`, `j = 1..m`, that lie above `c`; then `ψ = (−1)^k·T_m(c) − 2k`,
-/// `dψ/dc = (−1)^k·T_m'(c)` with the Chebyshev polynomial `T_m`.
-pub fn psi(m: u32, c: f64) -> (f64, f64) {
-    let mf = f64::from(m);
-    let k = (1..m)
-        .filter(|&j| c < (f64::from(j) * std::f64::consts::PI / mf).cos())
-        .count() as u32;
-    let (t, dt) = match m {
-        1 => (c, 1.0),
-        2 => (2.0 * c * c - 1.0, 4.0 * c),
-        3 => (4.0 * c * c * c - 3.0 * c, 12.0 * c * c - 3.0),
-        _ => {
-            let c2 = c * c;
-            (8.0 * c2 * c2 - 8.0 * c2 + 1.0, 32.0 * c2 * c - 16.0 * c)
-        }
-    };
-    let sign = if k.is_multiple_of(2) { 1.0 } else { -1.0 };
-    (sign * t - 2.0 * f64::from(k), sign * dt)
-}
+/// `(ψ, dψ/dc)` for `c = cos θ`: the kernels' own function, so the CPU backend and the
+/// GPU kernels choose the ψ interval identically; `naive` derives θ with `acos` instead
+/// and is what both are tested against.
+pub use kernels_gpu::margin_math::psi;
 
 /// Applies the margin to `z = F[i, y_i]` given `a = ‖x_i‖`, `b = ‖w_{y_i}‖`: returns the new
 /// target logit and the row's cache entries `(p, q·b/a, q·a/b)`.
