@@ -255,7 +255,7 @@ fn cli_trains_writes_outputs_and_reports_bad_input() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(
             stderr.contains(needle),
             "{args:?}: {stderr:?} should mention {needle:?}"

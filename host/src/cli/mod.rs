@@ -14,7 +14,12 @@ pub mod train;
 
 /// Large-Margin Softmax kernels: reference, checks and tools.
 #[derive(Debug, Parser)]
-#[command(name = "lsoftmax", version, about)]
+#[command(
+    name = "lsoftmax",
+    version,
+    about = "Large-Margin Softmax kernels: reference, checks and tools. Without a command, runs the demo.",
+    after_help = "Exit status: 0 success; 1 a check or a run failed; 2 bad input or arguments, or a missing tool (details in each command's --help)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -61,18 +61,25 @@ pub struct Args {
     out: PathBuf,
 }
 
-/// Runs `lsoftmax train`.
+/// Runs `lsoftmax train`: exit 0 on success, 2 on bad settings (or a backend that cannot
+/// start), 1 if training fails (divergence) or the outputs cannot be written.
 pub fn run(args: Args) -> ExitCode {
-    match run_inner(&args) {
+    let fail = |e: crate::error::Error, code: u8| {
+        eprintln!("error: {e}");
+        ExitCode::from(code)
+    };
+    let config = match config_of(&args) {
+        Ok(config) => config,
+        Err(e) => return fail(e, 2),
+    };
+    match train_and_report(&args, &config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(e, 1),
     }
 }
 
-fn run_inner(args: &Args) -> Result<()> {
+/// The validated settings of `args`.
+fn config_of(args: &Args) -> Result<TrainConfig> {
     let config = TrainConfig {
         feature_dim: args.feature_dim,
         hidden: args.hidden,
@@ -86,8 +93,12 @@ fn run_inner(args: &Args) -> Result<()> {
         progress: true,
     };
     config.validate()?;
+    Ok(config)
+}
+
+fn train_and_report(args: &Args, config: &TrainConfig) -> Result<()> {
     let start = Instant::now();
-    let runs = train::compare(&config, &args.margins)?;
+    let runs = train::compare(config, &args.margins)?;
     let seconds = start.elapsed().as_secs_f64();
     let outputs = train::write_outputs(&args.out, &runs)?;
     let metrics: Vec<_> = runs.iter().map(|r| r.metrics.clone()).collect();
