@@ -13,6 +13,57 @@ use crate::reference::naive;
 ///
 /// `backward` returns `∂J/∂inputs[k] = Σ_o output_grads[o] · ∂outputs[o]/∂inputs[k]` for the
 /// inputs marked differentiable, `None` for the others (labels, indices).
+///
+/// # Example: checking a layer of your own
+/// Implement the trait for the f64 version of your layer and hand it to
+/// [`crate::gradcheck::gradcheck`]. Here `y = x³`, with a `slope` field to plant a bug in
+/// the gradient (`3x²` is right):
+/// ```
+/// use lsoftmax_host::gradcheck::{Config, Loss, gradcheck};
+/// use lsoftmax_host::operator::Operator;
+/// use lsoftmax_host::{Mode, Result};
+/// use ndarray::{ArrayD, ArrayViewD};
+///
+/// struct Cube {
+///     slope: f64,
+/// }
+///
+/// impl Operator for Cube {
+///     fn name(&self) -> String {
+///         format!("cube[slope={}]", self.slope)
+///     }
+///     fn input_names(&self) -> Vec<String> {
+///         vec!["x".into()]
+///     }
+///     fn differentiable(&self) -> Vec<bool> {
+///         vec![true]
+///     }
+///     fn infer_shape(&self, shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+///         Ok(vec![shapes[0].clone()])
+///     }
+///     fn forward(&self, _: Mode, inputs: &[ArrayViewD<f64>]) -> Result<Vec<ArrayD<f64>>> {
+///         Ok(vec![inputs[0].mapv(|v| v * v * v)])
+///     }
+///     fn backward(
+///         &self,
+///         _: Mode,
+///         inputs: &[ArrayViewD<f64>],
+///         _outputs: &[ArrayViewD<f64>],
+///         grads: &[ArrayViewD<f64>],
+///     ) -> Result<Vec<Option<ArrayD<f64>>>> {
+///         Ok(vec![Some(&grads[0] * &inputs[0].mapv(|v| self.slope * v * v))])
+///     }
+/// }
+///
+/// let x = ArrayD::from_shape_vec(vec![2, 3], vec![0.5, -1.0, 2.0, 0.25, -0.75, 1.5]).unwrap();
+/// let config = Config::default();
+/// let right = gradcheck(&Cube { slope: 3.0 }, Mode::Train, &[x.clone()], Loss::HalfSquaredNorm, &config)?;
+/// assert!(right.passed());
+/// let wrong = gradcheck(&Cube { slope: 2.9 }, Mode::Train, &[x], Loss::HalfSquaredNorm, &config)?;
+/// assert!(!wrong.passed());
+/// print!("{wrong}"); // names the input, the worst index, analytic and numeric values
+/// # Ok::<(), lsoftmax_host::Error>(())
+/// ```
 pub trait Operator {
     /// Name used in reports (`margin[lsoftmax:m=2,beta=0]`).
     fn name(&self) -> String;
