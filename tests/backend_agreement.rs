@@ -51,6 +51,7 @@ macro_rules! backend_tests {
                                 dout: ndarray::arr2(&[[0.5f32]]),
                                 margin,
                                 mode,
+                                layouts: [common::Layout::RowMajor; 3],
                             };
                             check_backend(b.as_ref(), &case).unwrap();
                         }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Case, check_backend};
+use common::{Case, Layout, check_backend};
 use lsoftmax::backend::EmulatedBackend;
 use lsoftmax::{Backend, Error, Margin, Mode, backward, forward_on};
 use ndarray::{Array2, ShapeBuilder};
@@ -42,6 +42,7 @@ fn problem(n: usize, d: usize, c: usize, margin: Margin, mode: Mode, seed: u64) 
         dout,
         margin,
         mode,
+        layouts: [Layout::RowMajor; 3],
     }
 }
 

@@ -5,7 +5,7 @@
 
 use lsoftmax::reference::agreement::{self, Problem};
 use lsoftmax::{Backend, Margin, Mode};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2, ShapeBuilder, s};
 use proptest::prelude::*;
 
 /// One layer problem.
@@ -17,6 +17,66 @@ pub struct Case {
     pub dout: Array2<f32>,
     pub margin: Margin,
     pub mode: Mode,
+    /// Memory layouts in which X, W and dOut are handed to the backend.
+    pub layouts: [Layout; 3],
+}
+
+/// How a matrix sits in memory when the backend sees it: the values are the same, the
+/// strides differ (the backend API takes views of any strides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// C order, strides (cols, 1).
+    RowMajor,
+    /// Fortran order, strides (1, rows).
+    ColumnMajor,
+    /// Both axes reversed: negative strides.
+    Reversed,
+    /// Every other column of a twice-as-wide array: strides (2·cols, 2).
+    EveryOther,
+}
+
+/// A buffer that holds `a` in `layout`; [`Laid::view`] equals `a` element-wise.
+pub struct Laid {
+    buf: Array2<f32>,
+    layout: Layout,
+}
+
+impl Laid {
+    pub fn new(a: &Array2<f32>, layout: Layout) -> Self {
+        let (r, c) = a.dim();
+        let buf = match layout {
+            Layout::RowMajor => a.clone(),
+            Layout::ColumnMajor => {
+                let mut f = Array2::zeros((r, c).f());
+                f.assign(a);
+                f
+            }
+            Layout::Reversed => a.slice(s![..;-1, ..;-1]).to_owned(),
+            Layout::EveryOther => {
+                let mut wide = Array2::from_elem((r, 2 * c), f32::NAN);
+                wide.slice_mut(s![.., ..;2]).assign(a);
+                wide
+            }
+        };
+        Laid { buf, layout }
+    }
+
+    pub fn view(&self) -> ArrayView2<'_, f32> {
+        match self.layout {
+            Layout::RowMajor | Layout::ColumnMajor => self.buf.view(),
+            Layout::Reversed => self.buf.slice(s![..;-1, ..;-1]),
+            Layout::EveryOther => self.buf.slice(s![.., ..;2]),
+        }
+    }
+}
+
+fn layout_strategy() -> impl Strategy<Value = Layout> {
+    prop_oneof![
+        5 => Just(Layout::RowMajor),
+        1 => Just(Layout::ColumnMajor),
+        1 => Just(Layout::Reversed),
+        1 => Just(Layout::EveryOther),
+    ]
 }
 
 /// All margin variants the layer supports, with a few parameters each.
@@ -95,10 +155,20 @@ pub fn case_strategy(max_dim: usize) -> impl Strategy<Value = Case> {
             (
                 margin_strategy(),
                 prop_oneof![3 => Just(Mode::Train), 1 => Just(Mode::Infer)],
+                [layout_strategy(), layout_strategy(), layout_strategy()],
             ),
         )
             .prop_map(
-                move |(xv, wv, gv, raw_labels, pattern, angles, zero_rows, (margin, mode))| {
+                move |(
+                    xv,
+                    wv,
+                    gv,
+                    raw_labels,
+                    pattern,
+                    angles,
+                    zero_rows,
+                    (margin, mode, layouts),
+                )| {
                     let mut x = matrix(n, d, xv);
                     let w = matrix(c, d, wv);
                     let labels: Vec<usize> = raw_labels
@@ -124,6 +194,7 @@ pub fn case_strategy(max_dim: usize) -> impl Strategy<Value = Case> {
                         dout: matrix(n, c, gv),
                         margin,
                         mode,
+                        layouts,
                     }
                 },
             )
@@ -134,11 +205,17 @@ pub fn case_strategy(max_dim: usize) -> impl Strategy<Value = Case> {
 /// `reference::naive` (f64) under the bound derived in `lsoftmax::reference::agreement`.
 /// Returns a description of the worst violation.
 pub fn check_backend(backend: &dyn Backend, case: &Case) -> Result<(), String> {
+    let [lx, lw, lg] = case.layouts;
+    let (x, w, dout) = (
+        Laid::new(&case.x, lx),
+        Laid::new(&case.w, lw),
+        Laid::new(&case.dout, lg),
+    );
     let problem = Problem {
-        x: case.x.view(),
-        w: case.w.view(),
+        x: x.view(),
+        w: w.view(),
         labels: &case.labels,
-        dout: case.dout.view(),
+        dout: dout.view(),
         margin: case.margin,
         mode: case.mode,
     };
