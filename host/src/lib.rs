@@ -2,8 +2,13 @@
 //!
 //! - [`layer`]: `forward`/`backward` of `F = X·Wᵀ` with a margin on the target logit.
 //! - [`margin`]: the margin functions and β schedules.
-//! - [`reference`]: the CPU reference (`naive`, the definition of right) and the fast CPU backend.
-//! - [`backend`]: the backend seam (cpu, emulated, cuda).
+//! - [`reference`](mod@reference): the CPU reference (`naive`, the definition of right), the fast
+//!   CPU backend, and the agreement check of any backend against `naive`.
+//! - [`backend`]: the backend seam (cpu, emulated, cuda) and the launch plans of the kernels.
+//! - [`operator`], [`gradcheck`]: operators with forward/backward, and their finite-difference
+//!   check.
+//! - [`npy_io`]: `.npy` input and output for `lsoftmax run`.
+//! - [`ptx`]: the nvptx64 build of the kernels and the ptxas resource report.
 //! - [`cli`]: the `lsoftmax` command.
 //! - [`train`]: the toy model (digits, small MLP + margin layer) that checks the margin helps.
 

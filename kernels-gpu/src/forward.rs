@@ -3,7 +3,7 @@
 //!
 //! Launch: grid `(⌈C/64⌉, ⌈N/64⌉)`, block `(16, 16)`, [`crate::params::GEMM_SHARED_BYTES`]
 //! of dynamic shared memory. Block `(bx, by)` computes `F[64·by.., 64·bx..]`; both operands
-//! are rows with k contiguous, so both are staged transposed ([`Staging::Transpose`]).
+//! are rows with k contiguous, so both are staged transposed (`Staging::Transpose` in `gemm_tile`).
 //!
 //! Epilogue, train mode: the thread holding `z = F[i, y_i]` replaces it by `g` and writes
 //! `p[i]`, `alpha_scale[i] = q·b/a`, `gamma_scale[i] = q·a/b` (exactly one thread per row

@@ -4,7 +4,7 @@
 //! Launch: grid `(⌈D/64⌉, ⌈N/64⌉)`, block `(16, 16)`, [`crate::params::GEMM_SHARED_BYTES`]
 //! of dynamic shared memory. The K dimension is the class index. `G` rows are staged
 //! transposed, and the target entry is scaled by `p_i` as it is loaded, so `G'` never
-//! exists in memory; `W` rows are already `[k][column]` ([`Staging::Direct`]). The
+//! exists in memory; `W` rows are already `[k][column]` (`Staging::Direct` in `gemm_tile`). The
 //! `diag(α)·X` term is one `fma` per output in the epilogue, skipped on rows with `α = 0`
 //! (every row of the plain and simplified margins and of inference mode).
 

@@ -5,7 +5,7 @@
 //! Launch: grid `(⌈D/64⌉, ⌈C/64⌉)`, block `(16, 16)`, [`crate::params::GEMM_SHARED_BYTES`]
 //! of dynamic shared memory. The K dimension is the sample index `i`: a stage of `G` is 16
 //! rows of G restricted to the block's 64 classes, already `[k][class]`, and a stage of X
-//! is 16 rows of X, already `[k][column]` (both [`Staging::Direct`], no transpose). The
+//! is 16 rows of X, already `[k][column]` (both `Staging::Direct` in `gemm_tile`, no transpose). The
 //! target entry of each G row is scaled by `p_i` as it is loaded.
 //!
 //! γ without atomics: during the loop over samples, thread `(tx, ty)` looks at sample
