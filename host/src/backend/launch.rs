@@ -187,6 +187,22 @@ pub fn weight_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<Gra
     })
 }
 
+/// Threads per block and dynamic shared bytes of a margin kernel's launches, for resource
+/// reports (`lsoftmax ptx`); `None` for kernels launched elsewhere. Blocks do not depend on
+/// the problem size, so the plans of a 1×1×1 problem answer for every size.
+pub fn block_shape(kernel: &str) -> Option<(u32, u32)> {
+    let plans = [
+        row_norms_plan(1, 1, 1).ok()?.plan,
+        forward_plan(1, 1, 1, Margin::Plain, Mode::Infer).ok()?.plan,
+        input_grad_plan(1, 1, 1).ok()?.plan,
+        weight_grad_plan(1, 1, 1).ok()?.plan,
+    ];
+    plans
+        .iter()
+        .find(|p| p.kernel == kernel)
+        .map(|p| (p.block.0 * p.block.1 * p.block.2, p.shared_bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +217,14 @@ mod tests {
         assert_eq!(weight_grad_plan(1, 64, 200).unwrap().plan.grid, (1, 4, 1));
         let r = row_norms_plan(9, 5, 8).unwrap();
         assert_eq!((r.plan.grid, r.plan.block), ((3, 1, 1), (32, 8, 1)));
+        // Block shapes do not depend on the problem size.
+        let big = forward_plan(1000, 300, 5000, Margin::Plain, Mode::Train).unwrap();
+        assert_eq!(
+            block_shape(FORWARD_KERNEL),
+            Some((256, big.plan.shared_bytes))
+        );
+        assert_eq!(block_shape(ROW_NORMS_KERNEL), Some((256, 8 * 32 * 8)));
+        assert_eq!(block_shape("vector_add"), None);
     }
 
     #[test]

@@ -1,15 +1,13 @@
 //! `lsoftmax ptx`: builds the kernels to PTX and prints ptxas's resource report per
 //! kernel; `--check` is the CI gate over sm_70, sm_80 and sm_90.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use crate::ptx::{
-    self, CHECK_ARCHS, CompileError, EXPECTED_ENTRIES, PtxOutput, PtxasReport, compile, ptxas,
-};
+use crate::ptx::report::{self, ResourceReport};
+use crate::ptx::{self, CHECK_ARCHS, CompileError, EXPECTED_ENTRIES, PtxOutput, compile, ptxas};
 
 /// Build the kernels to PTX and report registers, spills, shared memory and stack per
 /// kernel (ptxas -v).
@@ -37,6 +35,13 @@ pub struct Args {
     /// fail on a ptxas error, any spill, or a missing expected kernel entry.
     #[arg(long)]
     check: bool,
+    /// Save the report (every architecture) as JSON, e.g. before editing a kernel.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Compare with a report saved by --json and print what changed (registers, spills,
+    /// stack, blocks per SM). Informational: it does not change the exit status.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
 }
 
 fn parse_arch(s: &str) -> Result<String, String> {
@@ -52,7 +57,7 @@ pub fn run(args: Args) -> ExitCode {
     match run_inner(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
-        Err(Failure::MissingTool(message)) => {
+        Err(Failure::MissingTool(message) | Failure::BadInput(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
@@ -66,6 +71,8 @@ pub fn run(args: Args) -> ExitCode {
 enum Failure {
     /// A tool is absent: exit 2.
     MissingTool(String),
+    /// A file given on the command line is unusable: exit 2.
+    BadInput(String),
     /// The build or ptxas failed: exit 1.
     Other(String),
 }
@@ -90,6 +97,11 @@ impl From<crate::Error> for Failure {
 
 /// `Ok(true)` if everything passed.
 fn run_inner(args: &Args) -> Result<bool, Failure> {
+    // Read the baseline first: a bad file should not cost a PTX build.
+    let baseline = match &args.baseline {
+        Some(path) => Some(read_report(path)?),
+        None => None,
+    };
     // Look for ptxas first: a missing assembler should not cost a PTX build.
     let ptxas_path = ptxas::find_ptxas()?;
     let kernels_dir = ptx::locate_kernels_dir().map_err(|e| Failure::Other(e.to_string()))?;
@@ -126,9 +138,18 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
         ptxas_path.display()
     );
     let mut all_ok = true;
+    let mut saved = ResourceReport::default();
     for arch in archs {
         let report = ptxas::run(&ptxas_path, &output.path, arch)?;
-        print!("{}", table(arch, &report, &entries));
+        let rows = report::rows(arch, &report, &entries);
+        print!("{}", report::table(arch, &rows));
+        for name in entries.iter().filter(|e| report.function(e).is_none()) {
+            println!("  {name}: not reported by ptxas");
+        }
+        for w in &report.warnings {
+            println!("  {w}");
+        }
+        saved.archs.insert(arch.to_string(), rows);
         let expected: &[&str] = if args.check { EXPECTED_ENTRIES } else { &[] };
         let problems = ptx::gate_problems(&report, &entries, expected);
         for p in &problems {
@@ -136,10 +157,50 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
         }
         all_ok &= problems.is_empty();
     }
+    println!(
+        "\nblocks/SM: theoretical occupancy of the crate's launch shape (threads, dynamic \
+         shared memory) from the registers above; '-' where the launch shape or the \
+         architecture's limits are not known."
+    );
+    if let Some(base) = &baseline {
+        let changes = report::compare(base, &saved);
+        let from = args.baseline.as_deref().map(Path::display);
+        if changes.is_empty() {
+            println!("compared with {}: no change", opt_path(from));
+        } else {
+            println!("compared with {}:", opt_path(from));
+            for c in changes {
+                println!("  {c}");
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&saved)
+            .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+        println!("wrote {}", path.display());
+    }
     if args.check {
         summary(all_ok, &output);
     }
     Ok(all_ok)
+}
+
+fn opt_path(p: Option<std::path::Display<'_>>) -> String {
+    p.map_or_else(String::new, |p| p.to_string())
+}
+
+/// A report saved by `--json`; a missing or malformed file is a usage error (exit 2).
+fn read_report(path: &Path) -> Result<ResourceReport, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::BadInput(format!("baseline {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Failure::BadInput(format!(
+            "baseline {}: not a report written by `lsoftmax ptx --json`: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn summary(ok: bool, output: &PtxOutput) {
@@ -154,41 +215,6 @@ fn summary(ok: bool, output: &PtxOutput) {
     } else {
         println!("ptx check: FAILED (see FAIL lines above)");
     }
-}
-
-/// One row per kernel entry of the PTX, in PTX order.
-fn table(arch: &str, report: &PtxasReport, entries: &[String]) -> String {
-    let mut s = String::new();
-    let width = entries.iter().map(String::len).max().unwrap_or(6).max(6);
-    let _ = writeln!(s, "\n{arch}");
-    let _ = writeln!(
-        s,
-        "  {:<width$}  {:>9}  {:>15}  {:>14}  {:>11}  {:>11}",
-        "kernel", "registers", "spill stores(B)", "spill loads(B)", "shared(B)", "stack(B)"
-    );
-    for name in entries {
-        match report.function(name) {
-            Some(f) => {
-                let _ = writeln!(
-                    s,
-                    "  {:<width$}  {:>9}  {:>15}  {:>14}  {:>11}  {:>11}",
-                    f.name,
-                    f.registers,
-                    f.spill_stores,
-                    f.spill_loads,
-                    f.shared_bytes,
-                    f.stack_frame
-                );
-            }
-            None => {
-                let _ = writeln!(s, "  {name:<width$}  (not reported by ptxas)");
-            }
-        }
-    }
-    for w in &report.warnings {
-        let _ = writeln!(s, "  {w}");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -213,20 +239,34 @@ mod tests {
     }
 
     #[test]
-    fn table_shows_every_entry_and_marks_unreported_ones() {
+    fn table_rows_show_ptxas_numbers_and_dashes_for_unknown_launch_shapes() {
         let report = ptxas::parse_verbose(
             "ptxas info    : Compiling entry function 'k' for 'sm_80'\n\
              ptxas info    : Function properties for k\n    \
              8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads\n\
              ptxas info    : Used 40 registers, used 1 barriers, 512 bytes smem, 400 bytes cmem[0]\n",
         );
-        let t = table("sm_80", &report, &["k".into(), "gone".into()]);
+        let rows = report::rows("sm_80", &report, &["k".into(), "gone".into()]);
+        assert_eq!(rows.len(), 1, "unreported entries have no row");
+        let t = report::table("sm_80", &rows);
         let row = t
             .lines()
             .find(|l| l.trim_start().starts_with("k "))
             .unwrap();
         let cols: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cols, ["k", "40", "4", "4", "512", "8"]);
-        assert!(t.contains("gone") && t.contains("not reported"));
+        assert_eq!(cols, ["k", "40", "4", "4", "512", "8", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn unusable_baselines_are_bad_input_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.json");
+        assert!(
+            matches!(read_report(&missing), Err(Failure::BadInput(m)) if m.contains("nope.json"))
+        );
+        let garbled = dir.path().join("bad.json");
+        std::fs::write(&garbled, "{\"archs\": 3}").unwrap();
+        assert!(matches!(read_report(&garbled),
+            Err(Failure::BadInput(m)) if m.contains("bad.json") && m.contains("lsoftmax ptx --json")));
     }
 }

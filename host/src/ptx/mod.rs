@@ -4,6 +4,8 @@
 //!   can `#[path]`-include it) and the `.entry` names of a PTX module.
 //! - [`ptxas`]: `ptxas -v`, parsed per function: registers, spills, shared memory,
 //!   stack frame, errors.
+//! - [`occupancy`]: theoretical occupancy from registers, block size and shared memory.
+//! - [`report`]: the per-kernel rows `lsoftmax ptx` prints, saves as JSON and compares.
 //!
 //! Tools: `scripts/setup-ptx-tools` installs the nightly `rust-src` and ptxas.
 
@@ -12,7 +14,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 pub mod compile;
+pub mod occupancy;
 pub mod ptxas;
+pub mod report;
 
 pub use compile::{CompileError, PtxBuild, PtxOutput, SETUP_COMMAND, ptx_entries, ptx_target};
 pub use ptxas::{FunctionResources, PtxasReport};
