@@ -1,5 +1,6 @@
-//! racecheck: conflicting shared-memory accesses between two barriers, and global
-//! writes that conflict with another thread's write in the same launch.
+//! racecheck: conflicting shared-memory accesses between two barriers; global writes
+//! that conflict with another thread's write or read in the same launch, and global
+//! reads of another thread's unordered write.
 
 mod common;
 
@@ -79,6 +80,31 @@ kernel! {
         sync_threads();
         if t == 1 {
             buf.set(1, buf.get(0));
+        }
+    }
+
+    /// Block 0 reads `buf[0]`, block 1 overwrites element `target`: with `target = 0` the
+    /// write races with the read (blocks are unordered on a GPU).
+    fn read_then_other_block_writes(buf: GlobalMut<u32>, out: GlobalMut<u32>, target: u32) {
+        if thread_idx_x() == 0 {
+            if block_idx_x() == 0 {
+                out.set(0, buf.get(0));
+            } else {
+                buf.set(target as usize, 9);
+            }
+        }
+    }
+
+    /// Every thread reads `buf[0]`; then thread 0 overwrites it, with or without a barrier
+    /// after the reads.
+    fn all_read_then_thread0_writes(buf: GlobalMut<u32>, out: GlobalMut<u32>, barrier: u32) {
+        let t = thread_idx_x() as usize;
+        out.set(t, buf.get(0));
+        if barrier != 0 {
+            sync_threads();
+        }
+        if t == 0 {
+            buf.set(0, 1);
         }
     }
 }
@@ -198,19 +224,50 @@ fn global_write_write_race_between_blocks_is_caught() {
 fn global_read_of_another_threads_unordered_write_is_caught() {
     let buf = DeviceBuffer::<u32>::zeroed(2).named("buf");
     let vbuf = buf.view_mut();
-    // Thread 0 is dispatched first and writes before thread 1 reads, so the read sees a
-    // write of the same epoch; the barrier twin moves the read to the next epoch.
-    expect_fault(
+    // Whichever thread the OS runs first, the other access conflicts with it: thread 1's
+    // read after thread 0's write (read-after-write), or thread 0's write after thread 1's
+    // read (write-after-read). The barrier twin orders them.
+    let err = expect_fault(
         launch(
             &config_1d(1, 2, 0),
             "global_handoff_without_barrier",
             || global_handoff_without_barrier(vbuf),
         ),
-        &[
-            "racecheck: global read-after-write hazard on `buf`[0]",
-            "thread (0, 0, 0) did the write",
-        ],
+        &["racecheck: global ", "hazard on `buf`[0]"],
     );
+    let Fault::Race {
+        access,
+        other_access,
+        ..
+    } = *err.fault
+    else {
+        panic!("wrong fault: {err}");
+    };
+    assert!(
+        matches!(
+            (access, other_access),
+            (Access::Read, Access::Write) | (Access::Write, Access::Read)
+        ),
+        "{err}"
+    );
+    // Across seeded schedules the race is always reported.
+    for seed in 0..16 {
+        let buf = DeviceBuffer::<u32>::zeroed(2).named("buf");
+        let vbuf = buf.view_mut();
+        let options = LaunchOptions {
+            schedule_seed: Some(seed),
+            ..LaunchOptions::default()
+        };
+        expect_fault(
+            launch_with_options(
+                &config_1d(1, 2, 0),
+                &options,
+                "global_handoff_without_barrier",
+                || global_handoff_without_barrier(vbuf),
+            ),
+            &["hazard on `buf`[0]"],
+        );
+    }
     let buf = DeviceBuffer::<u32>::zeroed(2).named("buf");
     let vbuf = buf.view_mut();
     expect_clean(launch(
@@ -219,4 +276,61 @@ fn global_read_of_another_threads_unordered_write_is_caught() {
         || global_handoff_with_barrier(vbuf),
     ));
     assert_eq!(buf.to_vec(), vec![7, 7]);
+}
+
+#[test]
+fn global_write_after_another_blocks_read_is_caught() {
+    let buf = DeviceBuffer::from_slice(&[5u32, 6]).named("buf");
+    let out = DeviceBuffer::<u32>::zeroed(1);
+    let (vbuf, vout) = (buf.view_mut(), out.view_mut());
+    // Blocks run in order here, so block 0's read always comes first: deterministic.
+    let err = expect_fault(
+        launch(&config_1d(2, 32, 0), "read_then_other_block_writes", || {
+            read_then_other_block_writes(vbuf, vout, 0)
+        }),
+        &[
+            "racecheck: global write-after-read hazard on `buf`[0]",
+            "block (0, 0, 0) thread (0, 0, 0) did the read",
+        ],
+    );
+    assert!(matches!(
+        *err.fault,
+        Fault::Race {
+            space: MemorySpace::Global,
+            access: Access::Write,
+            other_access: Access::Read,
+            ..
+        }
+    ));
+    // The twin writes the element nobody reads.
+    expect_clean(launch(
+        &config_1d(2, 32, 0),
+        "read_then_other_block_writes",
+        || read_then_other_block_writes(vbuf, vout, 1),
+    ));
+    assert_eq!((buf.to_vec(), out.to_vec()), (vec![5, 9], vec![5]));
+}
+
+#[test]
+fn global_write_after_reads_of_the_same_epoch_is_caught() {
+    let buf = DeviceBuffer::from_slice(&[3u32]).named("buf");
+    let out = DeviceBuffer::<u32>::zeroed(64);
+    let (vbuf, vout) = (buf.view_mut(), out.view_mut());
+    // Thread 0 reads too, so if it runs first it is the only reader so far; the other 63
+    // reads then come after its write (read-after-write) or before (write-after-read).
+    let err = expect_fault(
+        launch(&config_1d(1, 64, 0), "all_read_then_thread0_writes", || {
+            all_read_then_thread0_writes(vbuf, vout, 0)
+        }),
+        &["racecheck: global ", "hazard on `buf`[0]"],
+    );
+    assert!(matches!(*err.fault, Fault::Race { .. }), "{err}");
+    let buf = DeviceBuffer::from_slice(&[3u32]).named("buf");
+    let vbuf = buf.view_mut();
+    expect_clean(launch(
+        &config_1d(1, 64, 0),
+        "all_read_then_thread0_writes",
+        || all_read_then_thread0_writes(vbuf, vout, 1),
+    ));
+    assert_eq!((buf.to_vec(), out.to_vec()), (vec![1], vec![3; 64]));
 }

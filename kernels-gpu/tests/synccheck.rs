@@ -1,5 +1,5 @@
 //! synccheck: threads that return before a barrier, divergent barriers, barriers that
-//! never complete; and launch-configuration validation.
+//! never complete, blocks that never finish; and launch-configuration validation.
 
 mod common;
 
@@ -57,6 +57,14 @@ kernel! {
     fn uniform_barrier(out: GlobalMut<u32>) {
         let t = thread_idx_y() * block_dim_x() + thread_idx_x();
         sync_threads();
+        out.set(t as usize, t);
+    }
+
+    /// Every thread polls `flag[0]` until it is non-zero: endless if nobody sets it (no
+    /// barrier involved, so only the block timeout can end it).
+    fn wait_for_flag(flag: Global<u32>, out: GlobalMut<u32>) {
+        let t = thread_idx_x();
+        while flag.get(0) == 0 {}
         out.set(t as usize, t);
     }
 
@@ -203,4 +211,48 @@ fn invalid_launch_configurations_are_rejected() {
         "uniform_barrier",
         || uniform_barrier(vout),
     ));
+}
+
+#[test]
+fn an_endless_loop_times_out_instead_of_hanging() {
+    let out = DeviceBuffer::<u32>::zeroed(32);
+    let never = DeviceBuffer::<u32>::zeroed(1);
+    let (vout, vnever) = (out.view_mut(), never.view());
+    let options = LaunchOptions {
+        block_timeout: Duration::from_millis(200),
+        ..LaunchOptions::default()
+    };
+    let start = Instant::now();
+    let err = expect_fault(
+        launch_with_options(&config_1d(1, 32, 0), &options, "wait_for_flag", || {
+            wait_for_flag(vnever, vout)
+        }),
+        &[
+            "block still running after 200ms",
+            "32 of 32 threads had not finished",
+        ],
+    );
+    assert!(matches!(
+        *err.fault,
+        Fault::BlockTimeout {
+            unfinished: 32,
+            threads: 32,
+            ..
+        }
+    ));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // The twin: the flag is set, every thread finishes.
+    let set = DeviceBuffer::from_slice(&[1u32]);
+    let vset = set.view();
+    expect_clean(launch_with_options(
+        &config_1d(1, 32, 0),
+        &options,
+        "wait_for_flag",
+        || wait_for_flag(vset, vout),
+    ));
+    assert_eq!(out.to_vec(), (0..32).collect::<Vec<u32>>());
 }

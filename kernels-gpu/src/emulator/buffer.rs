@@ -31,6 +31,17 @@ struct ElemState {
     writer_block: u32,
     writer_thread: u32,
     write_epoch: u32,
+    /// Launch of the reads below (0: none since the host wrote).
+    read_launch: u64,
+    /// Linear block and thread of the latest device read, and its barrier epoch.
+    reader_block: u32,
+    reader_thread: u32,
+    read_epoch: u32,
+    /// A read of this launch by a block other than `reader_block` (block, thread): a
+    /// later write by any thread is unordered with it.
+    foreign_read: Option<(u32, u32)>,
+    /// Another thread of `reader_block` also read in `read_epoch`.
+    several_readers: bool,
 }
 
 impl ElemState {
@@ -40,6 +51,12 @@ impl ElemState {
         writer_block: 0,
         writer_thread: 0,
         write_epoch: 0,
+        read_launch: 0,
+        reader_block: 0,
+        reader_thread: 0,
+        read_epoch: 0,
+        foreign_read: None,
+        several_readers: false,
     };
     const UNINIT: ElemState = ElemState {
         initialized: false,
@@ -233,6 +250,89 @@ fn race_with_write<T>(
     })
 }
 
+/// The emulated thread making an access, as the shadow state records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Accessor {
+    launch: u64,
+    block: u32,
+    thread: u32,
+    epoch: u32,
+}
+
+impl Accessor {
+    fn of(ctx: &ThreadCtx) -> Self {
+        Accessor {
+            launch: ctx.launch.id,
+            block: ctx.block_linear,
+            thread: ctx.thread_linear,
+            epoch: ctx.epoch.get(),
+        }
+    }
+}
+
+/// Records a read by `by` in the element's shadow state (see [`unordered_read`]).
+fn note_read(e: &mut ElemState, by: Accessor) {
+    if e.read_launch != by.launch {
+        e.read_launch = by.launch;
+        e.foreign_read = None;
+        e.several_readers = false;
+    } else if e.reader_block != by.block {
+        e.foreign_read = Some((e.reader_block, e.reader_thread));
+        e.several_readers = false;
+    } else if e.read_epoch == by.epoch {
+        e.several_readers |= e.reader_thread != by.thread;
+    } else {
+        // A barrier separates the earlier reads of this block from any later write.
+        e.several_readers = false;
+    }
+    e.reader_block = by.block;
+    e.reader_thread = by.thread;
+    e.read_epoch = by.epoch;
+}
+
+/// A read of this launch that a write by `by` would race with: by another block (blocks
+/// run in no fixed order on a GPU), or by another thread of `by`'s block in the same
+/// barrier epoch. Returns its (block, thread), the thread `None` if several threads of
+/// the block read.
+fn unordered_read(e: &ElemState, by: Accessor) -> Option<(u32, Option<u32>)> {
+    if e.read_launch != by.launch {
+        return None;
+    }
+    let same_epoch = e.reader_block == by.block && e.read_epoch == by.epoch;
+    if e.reader_block != by.block {
+        Some((e.reader_block, Some(e.reader_thread)))
+    } else if let Some((b, t)) = e.foreign_read {
+        Some((b, Some(t)))
+    } else if same_epoch && e.reader_thread != by.thread {
+        Some((by.block, Some(e.reader_thread)))
+    } else if same_epoch && e.several_readers {
+        Some((by.block, None))
+    } else {
+        None
+    }
+}
+
+/// The write-after-read race of this thread's write, if any (see [`unordered_read`]).
+fn race_with_reads<T>(
+    ctx: &ThreadCtx,
+    state: &BufferState<T>,
+    prev: ElemState,
+    index: usize,
+    location: &'static Location<'static>,
+) -> Option<Fault> {
+    let (other_block, other_thread) = unordered_read(&prev, Accessor::of(ctx))?;
+    Some(Fault::Race {
+        space: MemorySpace::Global,
+        access: Access::Write,
+        other_access: Access::Read,
+        buffer: format!("`{}`", state.name),
+        index,
+        other_block: ctx.launch.grid.delinearize(u64::from(other_block)),
+        other_thread: other_thread.map(|t| ctx.thread_at(t)),
+        location,
+    })
+}
+
 /// Checked load for a global view. Outside a launch (host code) only bounds are checked.
 pub(crate) fn read<T: Copy + Send + 'static>(
     id: u64,
@@ -243,7 +343,7 @@ pub(crate) fn read<T: Copy + Send + 'static>(
     let in_launch = context::try_with(|ctx| {
         ctx.maybe_yield();
         with_buffer::<T, T>(ctx, id, location, |core| {
-            let state = lock(&core.state);
+            let mut state = lock(&core.state);
             if index >= len {
                 return Err(out_of_bounds(&state, Access::Read, index, location));
             }
@@ -258,7 +358,10 @@ pub(crate) fn read<T: Copy + Send + 'static>(
             }
             match race_with_write(ctx, &state, prev, Access::Read, index, location) {
                 Some(fault) => Err(fault),
-                None => Ok(state.data[index]),
+                None => {
+                    note_read(&mut state.shadow[index], Accessor::of(ctx));
+                    Ok(state.data[index])
+                }
             }
         })
     });
@@ -282,17 +385,17 @@ pub(crate) fn write<T: Copy + Send + 'static>(
             }
             let prev = state.shadow[index];
             if let Some(fault) = race_with_write(ctx, &state, prev, Access::Write, index, location)
+                .or_else(|| race_with_reads(ctx, &state, prev, index, location))
             {
                 return Err(fault);
             }
             state.data[index] = value;
-            state.shadow[index] = ElemState {
-                initialized: true,
-                write_launch: ctx.launch.id,
-                writer_block: ctx.block_linear,
-                writer_thread: ctx.thread_linear,
-                write_epoch: ctx.epoch.get(),
-            };
+            let shadow = &mut state.shadow[index];
+            shadow.initialized = true;
+            shadow.write_launch = ctx.launch.id;
+            shadow.writer_block = ctx.block_linear;
+            shadow.writer_thread = ctx.thread_linear;
+            shadow.write_epoch = ctx.epoch.get();
             Ok(())
         })
     });
@@ -326,4 +429,64 @@ fn host_access<T: Copy + Send + 'static, R>(
         state.data.len()
     );
     f(&mut state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(block: u32, thread: u32, epoch: u32) -> Accessor {
+        Accessor {
+            launch: 7,
+            block,
+            thread,
+            epoch,
+        }
+    }
+
+    fn after_reads(reads: &[Accessor]) -> ElemState {
+        let mut e = ElemState::HOST_WRITTEN;
+        for &r in reads {
+            note_read(&mut e, r);
+        }
+        e
+    }
+
+    #[test]
+    fn writes_after_unordered_reads_are_races() {
+        // Another thread of the block, same epoch.
+        let e = after_reads(&[at(0, 1, 1)]);
+        assert_eq!(unordered_read(&e, at(0, 0, 1)), Some((0, Some(1))));
+        // Several readers including the writer: still a race, reported for the block.
+        let e = after_reads(&[at(0, 1, 1), at(0, 0, 1)]);
+        assert_eq!(unordered_read(&e, at(0, 0, 1)), Some((0, None)));
+        // Another block, whatever the epochs.
+        let e = after_reads(&[at(2, 5, 3)]);
+        assert_eq!(unordered_read(&e, at(0, 5, 1)), Some((2, Some(5))));
+        // Another block read earlier, then this block: the other block's read remains.
+        let e = after_reads(&[at(2, 5, 1), at(0, 0, 1)]);
+        assert_eq!(unordered_read(&e, at(0, 0, 1)), Some((2, Some(5))));
+    }
+
+    #[test]
+    fn ordered_or_own_reads_are_not_races() {
+        // Only the writer read it.
+        let e = after_reads(&[at(0, 3, 1)]);
+        assert_eq!(unordered_read(&e, at(0, 3, 1)), None);
+        // Other threads read before a barrier (epoch 1), the write comes after (epoch 2).
+        let e = after_reads(&[at(0, 1, 1), at(0, 2, 1)]);
+        assert_eq!(unordered_read(&e, at(0, 0, 2)), None);
+        // ... also when the writer read again after the barrier.
+        let e = after_reads(&[at(0, 1, 1), at(0, 2, 1), at(0, 0, 2)]);
+        assert_eq!(unordered_read(&e, at(0, 0, 2)), None);
+        // Reads of an earlier launch.
+        let e = after_reads(&[at(0, 1, 1)]);
+        let next_launch = Accessor {
+            launch: 8,
+            ..at(0, 0, 1)
+        };
+        assert_eq!(unordered_read(&e, next_launch), None);
+        // Nothing read since the host wrote.
+        assert_eq!(unordered_read(&ElemState::HOST_WRITTEN, at(0, 0, 1)), None);
+    }
 }

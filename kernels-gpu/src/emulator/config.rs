@@ -117,6 +117,12 @@ pub struct LaunchOptions {
     /// fails with [`Fault::BarrierTimeout`](crate::emulator::Fault::BarrierTimeout)
     /// instead of hanging.
     pub barrier_timeout: Duration,
+    /// How long one block may run before the launch fails with
+    /// [`Fault::BlockTimeout`](crate::emulator::Fault::BlockTimeout) instead of hanging.
+    /// Its threads are stopped at their next device-memory access or barrier; a thread
+    /// that loops without touching device memory cannot be stopped, and the launch then
+    /// waits for it.
+    pub block_timeout: Duration,
 }
 
 impl Default for LaunchOptions {
@@ -124,6 +130,7 @@ impl Default for LaunchOptions {
         LaunchOptions {
             schedule_seed: None,
             barrier_timeout: Duration::from_secs(20),
+            block_timeout: Duration::from_secs(60),
         }
     }
 }

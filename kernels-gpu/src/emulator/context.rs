@@ -146,9 +146,14 @@ impl ThreadCtx {
         self.block_dim.delinearize(u64::from(linear))
     }
 
-    /// With schedule perturbation on, gives up the CPU at random (one call in four), so
-    /// that other threads of the block interleave here.
+    /// Called at every device-memory access and barrier: stops this thread if the launch
+    /// has already failed (another thread's fault, or the block timeout), and with
+    /// schedule perturbation on gives up the CPU at random (one call in four), so that
+    /// other threads of the block interleave here.
     pub fn maybe_yield(&self) {
+        if self.launch.failed() {
+            unwind_quietly();
+        }
         let mut x = self.rng.get();
         if x == 0 {
             return;

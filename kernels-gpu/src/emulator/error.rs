@@ -121,6 +121,17 @@ pub enum Fault {
         /// How long this thread waited.
         waited: Duration,
     },
+    /// A block ran past [`LaunchOptions::block_timeout`](crate::emulator::LaunchOptions):
+    /// typically a loop that never ends (its threads were stopped at their next device
+    /// memory access or barrier).
+    BlockTimeout {
+        /// The timeout.
+        after: Duration,
+        /// Threads of the block that had not finished.
+        unfinished: u32,
+        /// Threads of the block.
+        threads: u32,
+    },
     /// A kernel thread panicked (for example arithmetic overflow in a debug build).
     Panic {
         /// The panic message.
@@ -268,6 +279,15 @@ impl fmt::Display for Fault {
             } => write!(
                 f,
                 "synccheck: barrier at {barrier} incomplete after {waited:?}: {arrived} of {expected} threads arrived"
+            ),
+            Fault::BlockTimeout {
+                after,
+                unfinished,
+                threads,
+            } => write!(
+                f,
+                "block still running after {after:?}: {unfinished} of {threads} threads had not \
+                 finished (an endless loop?)"
             ),
             Fault::Panic { message } => write!(f, "thread panicked: {message}"),
             Fault::Resources(why) => write!(f, "emulator out of resources: {why}"),

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::config::{Dim3, LaunchConfig, LaunchOptions};
 use super::context::{self, BlockState, FaultUnwind, LaunchState, ThreadCtx, lock};
@@ -67,7 +68,14 @@ pub fn launch_with_options(
         unsafe { std::mem::transmute::<&(dyn Fn() + Sync), &'static (dyn Fn() + Sync)>(kernel) };
     let mut seed = options.schedule_seed.map(|s| s | 1);
     for block_linear in 0..grid.volume() {
-        run_block(&launch, block_linear as u32, threads, kernel, &mut seed);
+        run_block(
+            &launch,
+            block_linear as u32,
+            threads,
+            kernel,
+            &mut seed,
+            options.block_timeout,
+        );
         if launch.failed() {
             break;
         }
@@ -88,6 +96,16 @@ impl Completion {
         if *remaining == 0 {
             self.done.notify_all();
         }
+    }
+
+    /// Waits up to `timeout`; returns the threads still running (0: all finished).
+    fn wait_for(&self, timeout: Duration) -> u32 {
+        let remaining = lock(&self.remaining);
+        let (remaining, _) = self
+            .done
+            .wait_timeout_while(remaining, timeout, |r| *r > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *remaining
     }
 
     fn wait(&self) {
@@ -116,6 +134,7 @@ fn run_block(
     threads: u32,
     kernel: &'static (dyn Fn() + Sync),
     seed: &mut Option<u64>,
+    block_timeout: Duration,
 ) {
     let block = launch.grid.delinearize(u64::from(block_linear));
     let block_state = Arc::new(BlockState::new(threads, launch.shared_bytes));
@@ -154,7 +173,22 @@ fn run_block(
         }));
     }
     pool::submit_batch(jobs);
-    completion.wait();
+    let unfinished = completion.wait_for(block_timeout);
+    if unfinished > 0 {
+        launch.record(launch.error_at(
+            block,
+            None,
+            Fault::BlockTimeout {
+                after: block_timeout,
+                unfinished,
+                threads,
+            },
+        ));
+        // Barrier waiters are released; running threads stop at their next access
+        // (`ThreadCtx::maybe_yield`). The jobs borrow `kernel`, so wait for all of them.
+        block_state.barrier.poison();
+        completion.wait();
+    }
 }
 
 /// One emulated thread: runs the kernel, turns any unwind into a recorded fault.

@@ -11,9 +11,10 @@
 //! - **memcheck**: out-of-bounds global or shared access (shared memory is exactly
 //!   `dynamic_shared_bytes` long), misaligned shared views, use of a freed buffer;
 //! - **racecheck**: two threads of a block touching the same shared byte between two
-//!   barriers with at least one write; global writes that conflict with a write of
-//!   another thread of the launch (another block, or the same block without a barrier
-//!   in between), and reads of such writes;
+//!   barriers with at least one write; global accesses that conflict with another
+//!   thread's access of the launch (another block, or the same block without a barrier
+//!   in between) when one of them is a write: write after write, read after write,
+//!   write after read;
 //! - **initcheck**: reads of shared memory that no thread of the block wrote since the
 //!   launch, and of [`DeviceBuffer::uninit`] elements nobody wrote;
 //! - **synccheck**: threads waiting at different barriers (identified by call site), a
@@ -29,9 +30,13 @@
 //! workers without switching (100 launches of 8x128 threads: 50 ms). Blocks run one after
 //! another so that which fault is reported first does not depend on timing.
 //!
+//! A block that runs longer than [`LaunchOptions::block_timeout`] (an endless loop) fails
+//! the launch with [`Fault::BlockTimeout`]: its threads stop at their next device-memory
+//! access or barrier.
+//!
 //! Not emulated: warps and warp-synchronous behaviour, atomics, memory ordering weaker
-//! than sequential consistency, a kernel thread that loops forever without reaching a
-//! barrier (the launch then never returns).
+//! than sequential consistency. Not caught: a thread that loops forever without touching
+//! device memory or a barrier (the launch then waits for it).
 
 pub(crate) mod buffer;
 mod config;
