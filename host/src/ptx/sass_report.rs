@@ -1,6 +1,6 @@
 //! The SASS report of `lsoftmax ptx --sass`: per kernel and architecture, the main K
-//! loop's stage mix ([`sass_loops`](super::sass_loops)), the static peak bound
-//! ([`sass_model`](super::sass_model)), the ratio to the matching cuBLAS kernel (the
+//! loop's stage mix (module [`super::sass_loops`]), the static peak bound
+//! ([`super::sass_model`]), the ratio to the matching cuBLAS kernel (the
 //! anchors in `docs/sass/cublas-anchors.json`), the comparison with a saved report and the
 //! CI gate on FFMA density.
 
