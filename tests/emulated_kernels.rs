@@ -1,7 +1,8 @@
 //! The margin kernels under the emulator, beyond the shared property test of
 //! `backend_agreement.rs` (whose shapes stay below 73): several 64-tiles and several
 //! 16-deep K stages in every kernel, bitwise reproducibility, strided input views, rows
-//! whose squares overflow f32, and the launch-limit error.
+//! whose squares overflow f32, the launch-limit error, shapes that are exact multiples of
+//! the tile and stage, and the simplified margin at z = 0.
 //!
 //! Agreement uses `common::check_backend`: F, dX and dW against `reference::naive` (f64)
 //! within `2·L·u·Σ|terms|` for a length-L f32 dot product (Higham §3.1; the kernels sum
@@ -68,6 +69,29 @@ fn multi_tile_shapes_agree_with_naive_for_every_variant() {
                     continue;
                 }
                 let case = problem(n, d, c, margin, mode, (s * 100 + v) as u64);
+                if let Err(msg) = check_backend(&EmulatedBackend, &case) {
+                    panic!("(N, D, C) = ({n}, {d}, {c}), {margin}, {mode:?}: {msg}");
+                }
+            }
+        }
+    }
+}
+
+/// Shapes whose K dimensions are exact multiples of the 16-deep stage (and whose sides
+/// are exact multiples of the 64-wide tile): the K loop's last stage ends exactly at K,
+/// where an off-by-one loop bound or prefetch guard shows (a ragged K hides it: the
+/// extra stage would only add zero padding). Forward K = D, input-grad K = C,
+/// weight-grad K = N.
+#[test]
+fn tile_multiple_shapes_agree_with_naive_for_every_variant() {
+    let shapes = [(64, 48, 32), (64, 64, 64), (32, 16, 48), (16, 32, 80)];
+    for (s, &(n, d, c)) in shapes.iter().enumerate() {
+        for (v, margin) in all_margins().into_iter().enumerate() {
+            for mode in [Mode::Train, Mode::Infer] {
+                if mode == Mode::Infer && v > 1 {
+                    continue;
+                }
+                let case = problem(n, d, c, margin, mode, (s * 100 + v + 50) as u64);
                 if let Err(msg) = check_backend(&EmulatedBackend, &case) {
                     panic!("(N, D, C) = ({n}, {d}, {c}), {margin}, {mode:?}: {msg}");
                 }
