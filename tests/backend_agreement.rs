@@ -39,6 +39,25 @@ macro_rules! backend_tests {
                 }
             }
 
+            /// The simplified margin at z = 0 exactly (an all-zero x row, rows whose
+            /// target weight row is zero) must take the documented branch `p = 1`,
+            /// `g = z`: there the bound gives no kink slack, so `p = k` fails.
+            #[test]
+            fn simplified_margin_at_z_zero() {
+                if let Some(b) = backend() {
+                    let case = Case {
+                        x: ndarray::arr2(&[[0.0f32, 0.0, 0.0], [0.5, -1.0, 0.25], [0.75, 0.5, -0.5], [-0.25, 1.0, 0.5]]),
+                        w: ndarray::arr2(&[[1.0f32, -0.5, 0.25], [-0.75, 0.5, 1.0], [0.0, 0.0, 0.0]]),
+                        labels: vec![1, 2, 0, 2],
+                        dout: ndarray::arr2(&[[0.5f32, -0.75, 0.25], [0.25, 0.5, -1.0], [1.0, -0.5, 0.75], [-0.5, 0.25, 0.5]]),
+                        margin: lsoftmax::Margin::simplified(0.5).unwrap(),
+                        mode: lsoftmax::Mode::Train,
+                        layouts: [common::Layout::RowMajor; 3],
+                    };
+                    check_backend(b.as_ref(), &case).unwrap();
+                }
+            }
+
             #[test]
             fn one_by_one_by_one() {
                 if let Some(b) = backend() {
