@@ -19,7 +19,7 @@ kernel! {
         let cache = dynamic_shared::<f32>();
         let tid = thread_idx_x() as usize;
         let i = global_thread_x();
-        cache.set(tid, if i < n { input.get(i as usize) } else { 0.0 });
+        cache.set(tid, if i < n as usize { input.get(i) } else { 0.0 });
         sync_threads();
         let mut active = (block_dim_x() / 2) as usize;
         while active > 0 {
