@@ -518,6 +518,67 @@ mod tests {
     }
 
     #[test]
+    fn shape_and_listing_arguments_are_validated() {
+        assert_eq!(parse_shape("4096, 512,10000"), Ok((4096, 512, 10000)));
+        let e = parse_shape("4096,512").unwrap_err();
+        assert!(e.contains("N,D,C"), "{e}");
+        let e = parse_shape("4096,0,10").unwrap_err();
+        assert!(e.contains("D = \"0\""), "{e}");
+        let e = parse_shape("4096,x,10").unwrap_err();
+        assert!(e.contains("D = \"x\""), "{e}");
+        assert_eq!(
+            parse_listing_arg("sm_90=a/b.sass"),
+            Ok(("sm_90".to_string(), PathBuf::from("a/b.sass")))
+        );
+        assert!(
+            parse_listing_arg("a.sass")
+                .unwrap_err()
+                .contains("ARCH=FILE")
+        );
+        assert!(
+            parse_listing_arg("hopper=a.sass")
+                .unwrap_err()
+                .contains("\"hopper\"")
+        );
+    }
+
+    #[test]
+    fn waves_use_the_launch_plans_and_the_reported_occupancy() {
+        let mut saved = ResourceReport::default();
+        let occupancy = |blocks| {
+            Some(crate::ptx::occupancy::Occupancy {
+                blocks_per_sm: blocks,
+                fraction: 0.0,
+                limiter: crate::ptx::occupancy::Limiter::Registers,
+            })
+        };
+        let row = |kernel: &str, blocks| report::KernelRow {
+            kernel: kernel.into(),
+            registers: 64,
+            spill_stores: 0,
+            spill_loads: 0,
+            static_shared: 0,
+            stack: 0,
+            threads_per_block: Some(256),
+            dynamic_shared: Some(0),
+            occupancy: occupancy(blocks),
+        };
+        saved
+            .archs
+            .insert("sm_80".into(), vec![row("margin_input_grad", 3)]);
+        // input grad's output is N×D: 4096/64 × 512/64 = 64 × 8 = 512 blocks; A100 holds
+        // 108 × 3 = 324 at once → 1.58 waves. No sm_90 rows: H100 has no number.
+        let t = waves_table((4096, 512, 10000), &saved).unwrap();
+        let line = t.lines().find(|l| l.contains("margin_input_grad")).unwrap();
+        assert!(
+            line.contains("512 blocks") && line.contains("A100 1.58 waves"),
+            "{line}"
+        );
+        assert!(line.contains("H100 - (no sm_90 occupancy"), "{line}");
+        assert!(t.contains("static model"), "{t}");
+    }
+
+    #[test]
     fn setup_command_is_named_in_missing_tool_errors() {
         let f = Failure::from(CompileError::Missing {
             tool: "rust-src".into(),
