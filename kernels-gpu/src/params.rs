@@ -76,6 +76,29 @@ pub struct GradParams {
     pub c: u32,
 }
 
+/// Parameters of the split-K input gradient
+/// ([`crate::input_grad::margin_input_grad_splitk`] and its reduction): the problem, and
+/// K = C cut into `splits` chunks of `chunk` classes (a multiple of the stage depth; the
+/// last chunk ends at C).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitKParams {
+    /// The problem.
+    pub grad: GradParams,
+    /// Classes per chunk.
+    pub chunk: u32,
+    /// Number of chunks (grid z of the first pass).
+    pub splits: u32,
+}
+
+impl SplitKParams {
+    /// `C − k` (0 if `k ≥ C`).
+    #[inline(always)]
+    pub fn c_minus(&self, k: u32) -> u32 {
+        self.grad.c.saturating_sub(k)
+    }
+}
+
 /// Output tile edge of the three GEMM kernels: each block computes a 64×64 tile.
 pub const TILE: u32 = 64;
 /// Depth of one shared-memory stage (the K extent of the staged A and B tiles).
