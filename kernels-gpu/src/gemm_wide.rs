@@ -105,7 +105,8 @@ pub(crate) enum Fetch {
     /// or a misaligned buffer.
     ScalarNc,
     /// One `ld.global.nc.v4.f32`: the caller guarantees 16-byte alignment of every run
-    /// (row length and buffer start) and that a run starting inside a row ends inside it.
+    /// (row length and buffer start), that a run starting inside a row ends inside it,
+    /// and that the buffer holds at least 4 elements.
     Vector,
 }
 
@@ -125,11 +126,12 @@ pub(crate) fn fetch_run(
 ) -> [f32; 4] {
     match fetch {
         Fetch::Vector => {
-            if valid && at < len {
-                src.load4(start + at as usize)
-            } else {
-                [0.0; 4]
-            }
+            // Load unconditionally (the buffer's first run when outside the matrix, valid
+            // as the buffer holds at least one aligned run) and select zeros after: no
+            // branch around the load in the main loop.
+            let inside = valid && at < len;
+            let v = src.load4(if inside { start + at as usize } else { 0 });
+            if inside { v } else { [0.0; 4] }
         }
         Fetch::Scalar | Fetch::ScalarNc => [0u32, 1, 2, 3].map(|e| {
             if valid && at + e < len {

@@ -132,13 +132,12 @@ fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
             |i, cl| {
                 let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
                 if i < p.n {
+                    // Unconditional loads and selects: no branch in the main loop.
                     let rel = labels.get(i as usize).wrapping_sub(row0_32 + cl);
-                    if rel < 4 {
-                        let p_i = cache_p.get(i as usize);
-                        for (e, ve) in (0u32..).zip(v.iter_mut()) {
-                            if e == rel {
-                                *ve *= p_i;
-                            }
+                    let p_i = cache_p.get(i as usize);
+                    for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                        if e == rel {
+                            *ve *= p_i;
                         }
                     }
                 }
