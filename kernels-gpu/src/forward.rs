@@ -144,7 +144,16 @@ fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
             gemm_wide::Staging::Transpose,
             |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
             gemm_wide::Staging::Transpose,
-            |k, cl| fetch_run(fetch, w, col0_32 + cl < p.c, (col0 + cl as usize) * d, k, p.d),
+            |k, cl| {
+                fetch_run(
+                    fetch,
+                    w,
+                    col0_32 + cl < p.c,
+                    (col0 + cl as usize) * d,
+                    k,
+                    p.d,
+                )
+            },
         )
     };
     let acc = if !NC {

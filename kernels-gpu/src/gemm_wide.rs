@@ -48,12 +48,6 @@ const fn stage_floats(m: usize) -> usize {
     2 * stage_depth(m) * stride(m)
 }
 
-/// Dynamic shared memory of a block of this rung, bytes.
-pub const fn shared_bytes(m: usize, double_buffer: bool) -> u32 {
-    let stages = if double_buffer { 2 } else { 1 };
-    (stages * stage_floats(m) * 4) as u32
-}
-
 /// Tile offset (row for `t = ty`, column for `t = tx`) of thread-tile index `i`.
 #[inline(always)]
 pub(crate) const fn micro_offset(t: usize, i: usize) -> usize {
@@ -136,7 +130,11 @@ pub(crate) fn fetch_run(
         Fetch::Scalar | Fetch::ScalarNc => [0u32, 1, 2, 3].map(|e| {
             if valid && at + e < len {
                 let i = start + (at + e) as usize;
-                if fetch == Fetch::Scalar { src.get(i) } else { src.load(i) }
+                if fetch == Fetch::Scalar {
+                    src.get(i)
+                } else {
+                    src.load(i)
+                }
             } else {
                 0.0
             }
@@ -313,6 +311,23 @@ pub(crate) fn select<const M: usize>(row: &[f32; M], j: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn launch_shared_bytes_hold_the_stages() {
+        use crate::params::wide_shared_bytes;
+        for m in [4, 8] {
+            assert_eq!(
+                wide_shared_bytes(m as u32, false) as usize,
+                stage_floats(m) * 4
+            );
+            assert_eq!(
+                wide_shared_bytes(m as u32, true) as usize,
+                2 * stage_floats(m) * 4
+            );
+            // The weight-gradient γ reduction reuses the stages: tile rows × 16 partials.
+            assert!(tile(m) * T * 4 <= stage_floats(m) * 4);
+        }
+    }
 
     #[test]
     fn micro_owner_inverts_micro_offset() {

@@ -19,7 +19,11 @@ use crate::params::{GradParams, SplitKParams};
 /// `α = 0`): the input-gradient epilogue every variant shares.
 #[inline(always)]
 fn add_alpha_x(alpha: f32, x: Global<f32>, at: usize, v: f32) -> f32 {
-    if alpha != 0.0 { fma(alpha, x.get(at), v) } else { v }
+    if alpha != 0.0 {
+        fma(alpha, x.get(at), v)
+    } else {
+        v
+    }
 }
 
 kernel! {
@@ -136,7 +140,11 @@ fn input_grad_tile<const M: usize, const DB: bool, const NC: bool>(
     };
     if !NC {
         gemm(Fetch::Scalar)
-    } else if c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && w.is_vec4_aligned() {
+    } else if c.is_multiple_of(4)
+        && d.is_multiple_of(4)
+        && g.is_vec4_aligned()
+        && w.is_vec4_aligned()
+    {
         gemm(Fetch::Vector)
     } else {
         gemm(Fetch::ScalarNc)

@@ -149,7 +149,11 @@ fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
     };
     let acc = if !NC {
         gemm(Fetch::Scalar)
-    } else if c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && x.is_vec4_aligned() {
+    } else if c.is_multiple_of(4)
+        && d.is_multiple_of(4)
+        && g.is_vec4_aligned()
+        && x.is_vec4_aligned()
+    {
         gemm(Fetch::Vector)
     } else {
         gemm(Fetch::ScalarNc)

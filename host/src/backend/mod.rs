@@ -17,8 +17,9 @@ pub mod launch;
 pub use cpu::{CPU, CpuBackend};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
-pub use emulated::EmulatedBackend;
+pub use emulated::{EmulatedBackend, EmulatedVariant};
 pub use flops::MarginKernel;
+pub use launch::{KernelChoice, KernelVariant, SplitK};
 
 /// The backends a command line can choose (`--backend`). Adding one is a variant here and
 /// its arm in [`BackendKind::instance`].
@@ -35,13 +36,20 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device).
+    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device),
+    /// running the default kernel variant.
     pub fn instance(&self) -> Result<Box<dyn Backend>> {
+        self.instance_with(KernelChoice::default())
+    }
+
+    /// [`BackendKind::instance`] launching `choice`'s kernels (the CPU backend has no
+    /// kernels and ignores it).
+    pub fn instance_with(&self, choice: KernelChoice) -> Result<Box<dyn Backend>> {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
-            BackendKind::Emulated => Ok(Box::new(EmulatedBackend)),
+            BackendKind::Emulated => Ok(Box::new(EmulatedVariant { choice })),
             #[cfg(feature = "cuda")]
-            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?)),
+            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?.with_kernels(choice))),
             #[cfg(not(feature = "cuda"))]
             BackendKind::Cuda => Err(crate::error::Error::Backend {
                 backend: "cuda",
