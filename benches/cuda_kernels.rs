@@ -51,10 +51,11 @@ const SHAPES: [(usize, usize, usize); 6] = [
 fn main() {
     let mut cuda = match CudaBackend::new() {
         Ok(cuda) => cuda,
-        Err(e) => {
+        Err(e @ lsoftmax::Error::BackendUnavailable { .. }) => {
             println!("skipped: no CUDA device ({e})");
             return;
         }
+        Err(e) => fail(&e),
     };
     let blas = match Sgemm::new() {
         Ok(b) => Some(b),

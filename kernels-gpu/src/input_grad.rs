@@ -290,7 +290,7 @@ kernel! {
         dx: GlobalMut<f32>,
     ) {
         let (n, d, c) = (p.grad.n as usize, p.grad.d as usize, p.grad.c as usize);
-        let at = device::global_thread_x() as usize;
+        let at = device::global_thread_x();
         if at < n * d {
             // `at < N·D` makes D ≥ 1; `checked_div` keeps the panic path out of the PTX.
             let row = at.checked_div(d).unwrap_or(0);
