@@ -17,8 +17,19 @@ pub mod launch;
 pub use cpu::{CPU, CpuBackend};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
-pub use emulated::EmulatedBackend;
+pub use emulated::{EmulatedBackend, EmulatedVariant};
 pub use flops::MarginKernel;
+pub use launch::{KernelChoice, KernelVariant, SplitK};
+
+/// `LSOFTMAX_REQUIRE_CUDA`: set to `1` on a machine that has a GPU (a GPU CI) to make a
+/// CUDA backend that is unavailable (no driver, no device, no `cuda` feature) a failure
+/// of the tests and the demo instead of a skip or a fallback to the emulator.
+pub const REQUIRE_CUDA_ENV: &str = "LSOFTMAX_REQUIRE_CUDA";
+
+/// Whether [`REQUIRE_CUDA_ENV`] is set to `1`.
+pub fn cuda_required() -> bool {
+    std::env::var(REQUIRE_CUDA_ENV).is_ok_and(|v| v == "1")
+}
 
 /// The backends a command line can choose (`--backend`). Adding one is a variant here and
 /// its arm in [`BackendKind::instance`].
@@ -35,15 +46,22 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device).
+    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device),
+    /// running the default kernel variant.
     pub fn instance(&self) -> Result<Box<dyn Backend>> {
+        self.instance_with(KernelChoice::default())
+    }
+
+    /// [`BackendKind::instance`] launching `choice`'s kernels (the CPU backend has no
+    /// kernels and ignores it).
+    pub fn instance_with(&self, choice: KernelChoice) -> Result<Box<dyn Backend>> {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
-            BackendKind::Emulated => Ok(Box::new(EmulatedBackend)),
+            BackendKind::Emulated => Ok(Box::new(EmulatedVariant { choice })),
             #[cfg(feature = "cuda")]
-            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?)),
+            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?.with_kernels(choice))),
             #[cfg(not(feature = "cuda"))]
-            BackendKind::Cuda => Err(crate::error::Error::Backend {
+            BackendKind::Cuda => Err(crate::error::Error::BackendUnavailable {
                 backend: "cuda",
                 message: "built without the cuda feature: rebuild with `--features cuda` \
                           (see docs/profiling.md)"

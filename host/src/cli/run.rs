@@ -2,7 +2,9 @@
 //! files, written as float32 `DIR/out.npy` (and `DIR/dx.npy`, `DIR/dw.npy`).
 //!
 //! Every input is read and checked and everything is computed before `DIR` is created, so a
-//! bad input leaves nothing behind: one `error:` line on stderr and exit status 2.
+//! bad input leaves nothing behind: one `error:` line on stderr and exit status 2 (also when
+//! the backend is unavailable: no `cuda` feature, driver or device). A backend that fails
+//! while running (a CUDA driver or kernel error) exits 1, like a failed write.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use std::process::ExitCode;
 use clap::Args as ClapArgs;
 use ndarray::Array2;
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, KernelChoice, KernelVariant};
 use crate::error::{Error, Result};
 use crate::layer::{backward, forward_on};
 use crate::margin::{Margin, Mode};
@@ -40,6 +42,10 @@ pub struct Args {
     /// Backend that computes the layer.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
+    /// GEMM main-loop variant the emulated and CUDA backends launch (a rung of the
+    /// kernel ladder; all give the same results). Default: the best-ranked one.
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = KernelVariant::default())]
+    kernel: KernelVariant,
     /// Output folder (created only once everything has been computed).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -52,13 +58,19 @@ struct Outputs {
     notes: Vec<String>,
 }
 
-/// Runs `lsoftmax run`: exit 0 on success, 2 on bad input, 1 if writing fails.
+/// Runs `lsoftmax run`: exit 0 on success, 2 on bad input or an unavailable backend, 1 if
+/// the backend fails or writing fails.
 pub fn run(args: Args) -> ExitCode {
     let computed = match compute(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            let code = if matches!(e, Error::Backend { .. }) {
+                1
+            } else {
+                2
+            };
+            return ExitCode::from(code);
         }
     };
     for note in &computed.notes {
@@ -137,7 +149,9 @@ fn compute(args: &Args) -> Result<Outputs> {
         }
         None => None,
     };
-    let backend = args.backend.instance()?;
+    let backend = args
+        .backend
+        .instance_with(KernelChoice::variant(args.kernel))?;
     let fwd = forward_on(backend.as_ref(), x.view(), w.view(), &labels, margin, mode)?;
     let grads = match &dout {
         Some(g) => {
