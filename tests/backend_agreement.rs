@@ -5,6 +5,7 @@ mod common;
 
 use common::{Case, case_strategy, check_backend};
 use lsoftmax::Backend;
+use lsoftmax::backend::{EmulatedVariant, KernelChoice, KernelVariant, SplitK};
 use proptest::prelude::*;
 
 /// Instantiates the shared property tests for one backend.
@@ -39,6 +40,25 @@ macro_rules! backend_tests {
                 }
             }
 
+            /// The simplified margin at z = 0 exactly (an all-zero x row, rows whose
+            /// target weight row is zero) must take the documented branch `p = 1`,
+            /// `g = z`: there the bound gives no kink slack, so `p = k` fails.
+            #[test]
+            fn simplified_margin_at_z_zero() {
+                if let Some(b) = backend() {
+                    let case = Case {
+                        x: ndarray::arr2(&[[0.0f32, 0.0, 0.0], [0.5, -1.0, 0.25], [0.75, 0.5, -0.5], [-0.25, 1.0, 0.5]]),
+                        w: ndarray::arr2(&[[1.0f32, -0.5, 0.25], [-0.75, 0.5, 1.0], [0.0, 0.0, 0.0]]),
+                        labels: vec![1, 2, 0, 2],
+                        dout: ndarray::arr2(&[[0.5f32, -0.75, 0.25], [0.25, 0.5, -1.0], [1.0, -0.5, 0.75], [-0.5, 0.25, 0.5]]),
+                        margin: lsoftmax::Margin::simplified(0.5).unwrap(),
+                        mode: lsoftmax::Mode::Train,
+                        layouts: [common::Layout::RowMajor; 3],
+                    };
+                    check_backend(b.as_ref(), &case).unwrap();
+                }
+            }
+
             #[test]
             fn one_by_one_by_one() {
                 if let Some(b) = backend() {
@@ -70,6 +90,49 @@ backend_tests!(
     emulated,
     Ok(Box::new(lsoftmax::backend::EmulatedBackend)),
     128,
+    72
+);
+
+/// The emulated backend running one kernel variant (or split-K), for the per-variant
+/// instantiations below.
+fn emulated(variant: KernelVariant, split_k: SplitK) -> Result<Box<dyn Backend>, String> {
+    Ok(Box::new(EmulatedVariant {
+        choice: KernelChoice { variant, split_k },
+    }))
+}
+
+// Every rung of the kernel ladder (the default, `ldg`, runs above with 128 cases); a
+// modest case count each keeps `cargo test` fast on two cores.
+backend_tests!(
+    emulated_base,
+    emulated(KernelVariant::Base, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_unrolled,
+    emulated(KernelVariant::Unrolled, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_micro8,
+    emulated(KernelVariant::Micro8, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_dbuf,
+    emulated(KernelVariant::Dbuf, SplitK::Off),
+    24,
+    72
+);
+// Split-K input gradient, forced (these shapes are far below the automatic threshold):
+// 3 chunks of C, or fewer when C is small.
+backend_tests!(
+    emulated_split_k,
+    emulated(KernelVariant::Ldg, SplitK::Force(3)),
+    32,
     72
 );
 

@@ -13,6 +13,11 @@
 //!
 //! Write kernels with [`kernel!`](crate::kernel): it turns one function body into an
 //! `extern "ptx-kernel"` entry point on the GPU and a plain function on the host.
+//!
+//! Helper functions that call [`sync_threads`] must be `#[track_caller]`: the emulator
+//! identifies a barrier by its caller location, and the attribute makes that the
+//! helper's call site, so two divergent calls of one helper are two barriers (see
+//! [`sync_threads`]).
 
 #[cfg(not(target_arch = "nvptx64"))]
 mod host;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::context::{self, ThreadCtx, lock};
-use super::error::{Access, Fault, MemorySpace};
+use super::error::{Access, Fault, MemorySpace, StopPoint};
 use crate::device::{Global, GlobalMut};
 
 type AnyBuffer = Arc<dyn Any + Send + Sync>;
@@ -175,6 +175,32 @@ impl<T: Copy + Send + 'static> std::fmt::Debug for DeviceBuffer<T> {
 
 fn lookup(id: u64) -> Option<AnyBuffer> {
     lock(&REGISTRY).get(&id).cloned()
+}
+
+/// Buffer `id` as fault messages name it (only computed for a report).
+fn display_name<T: Copy + Send + 'static>(id: u64) -> String {
+    lookup(id)
+        .and_then(|b| {
+            b.downcast_ref::<BufferCore<T>>()
+                .map(|core| format!("`{}`", lock(&core.state).name))
+        })
+        .unwrap_or_else(|| format!("freed buffer #{id}"))
+}
+
+/// The stopping point of a global access, for the block-timeout report.
+fn stop_point<T: Copy + Send + 'static>(
+    id: u64,
+    access: Access,
+    index: usize,
+    location: &'static Location<'static>,
+) -> impl FnOnce() -> StopPoint {
+    move || StopPoint::Access {
+        space: MemorySpace::Global,
+        access,
+        buffer: display_name::<T>(id),
+        index,
+        location,
+    }
 }
 
 /// Runs `f` on buffer `id` of element type `T`, through the thread's cache.
@@ -340,8 +366,57 @@ pub(crate) fn read<T: Copy + Send + 'static>(
     index: usize,
     location: &'static Location<'static>,
 ) -> T {
+    read_via(id, len, index, false, location)
+}
+
+/// Checked load through the read-only path (`ld.global.nc`): as [`read`], and a fault if
+/// this launch wrote the element (the non-coherent cache may hold the old value).
+pub(crate) fn read_non_coherent<T: Copy + Send + 'static>(
+    id: u64,
+    len: usize,
+    index: usize,
+    location: &'static Location<'static>,
+) -> T {
+    read_via(id, len, index, true, location)
+}
+
+/// Checked 16-byte vector load of elements `index..index + 4` through the read-only
+/// path (`ld.global.nc.v4.f32`). Buffers start 256-byte aligned (as `cudaMalloc`'s do),
+/// so the address is 16-byte aligned exactly when `index` is a multiple of 4.
+pub(crate) fn read4_non_coherent(
+    id: u64,
+    len: usize,
+    index: usize,
+    location: &'static Location<'static>,
+) -> [f32; 4] {
+    if !index.is_multiple_of(4) {
+        let fault = |name: String| Fault::MisalignedVector {
+            space: MemorySpace::Global,
+            buffer: format!("`{name}`"),
+            index,
+            location,
+        };
+        let in_launch = context::try_with(|ctx| {
+            with_buffer::<f32, ()>(ctx, id, location, |core| {
+                Err(fault(lock(&core.state).name.clone()))
+            })
+        });
+        if in_launch.is_none() {
+            panic!("{}", fault(format!("buffer#{id}")));
+        }
+    }
+    [0, 1, 2, 3].map(|l| read_via(id, len, index + l, true, location))
+}
+
+fn read_via<T: Copy + Send + 'static>(
+    id: u64,
+    len: usize,
+    index: usize,
+    non_coherent: bool,
+    location: &'static Location<'static>,
+) -> T {
     let in_launch = context::try_with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(stop_point::<T>(id, Access::Read, index, location));
         with_buffer::<T, T>(ctx, id, location, |core| {
             let mut state = lock(&core.state);
             if index >= len {
@@ -351,6 +426,13 @@ pub(crate) fn read<T: Copy + Send + 'static>(
             if !prev.initialized {
                 return Err(Fault::UninitializedRead {
                     space: MemorySpace::Global,
+                    buffer: format!("`{}`", state.name),
+                    index,
+                    location,
+                });
+            }
+            if non_coherent && prev.write_launch == ctx.launch.id {
+                return Err(Fault::NonCoherentRead {
                     buffer: format!("`{}`", state.name),
                     index,
                     location,
@@ -377,7 +459,7 @@ pub(crate) fn write<T: Copy + Send + 'static>(
     location: &'static Location<'static>,
 ) {
     let in_launch = context::try_with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(stop_point::<T>(id, Access::Write, index, location));
         with_buffer::<T, ()>(ctx, id, location, |core| {
             let mut state = lock(&core.state);
             if index >= len {
