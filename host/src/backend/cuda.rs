@@ -581,8 +581,8 @@ fn load_kernels() -> Result<driver::LoadedModule> {
         backend_error(format!(
             "loading the kernels' PTX (.version {isa}, .target {target}) into {driver}: {e}{}",
             if e.code == UNSUPPORTED_PTX_VERSION {
-                " (the driver is older than this PTX ISA version; see the README's First \
-                 GPU run for the minimum driver)"
+                "; the driver is older than this PTX ISA version (the README's First GPU run \
+                 names the minimum driver)"
             } else {
                 ""
             }

@@ -1,6 +1,6 @@
 //! The SASS report of `lsoftmax ptx --sass`: per kernel and architecture, the main K
-//! loop's stage mix ([`sass_loops`](super::sass_loops)), the static peak bound
-//! ([`sass_model`](super::sass_model)), the ratio to the matching cuBLAS kernel (the
+//! loop's stage mix (module [`super::sass_loops`]), the static peak bound
+//! ([`super::sass_model`]), the ratio to the matching cuBLAS kernel (the
 //! anchors in `docs/sass/cublas-anchors.json`), the comparison with a saved report and the
 //! CI gate on FFMA density.
 
@@ -131,6 +131,8 @@ pub fn cublas_layout(kernel: &str) -> Option<&'static str> {
 pub struct Anchor {
     /// `tn`, `nn` or `nt`.
     pub layout: String,
+    /// A short name for tables (`ampere_sgemm_128x128_tn`, `sm80_xmma 128x128x8 tn`).
+    pub label: String,
     /// The analysis, as for the crate's kernels.
     pub row: SassRow,
 }
@@ -225,7 +227,7 @@ pub fn table(arch: &str, rows: &[SassRow], anchors: Option<&Anchors>) -> String 
             .and_then(|a| {
                 let base = a.row.ffma_density?;
                 let own = r.ffma_density?;
-                Some(format!("{:.2}× {} ({:.3})", own / base, a.row.kernel, base))
+                Some(format!("{:.2}× {} ({:.3})", own / base, a.label, base))
             })
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
@@ -413,6 +415,7 @@ mod tests {
                 "sm_80".to_string(),
                 vec![Anchor {
                     layout: "tn".into(),
+                    label: "ampere_sgemm_128x128_tn".into(),
                     row: anchor,
                 }],
             )]),
