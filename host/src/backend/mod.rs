@@ -7,18 +7,21 @@ use crate::error::Result;
 use crate::layer::RowCache;
 use crate::margin::{Margin, Mode};
 
+pub mod abi;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod emulated;
 mod flops;
 pub mod launch;
+pub mod ptx;
 
 pub use cpu::{CPU, CpuBackend};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
 pub use emulated::EmulatedBackend;
 pub use flops::MarginKernel;
+pub use ptx::PtxBackend;
 
 /// The backends a command line can choose (`--backend`). Adding one is a variant here and
 /// its arm in [`BackendKind::instance`].
@@ -32,6 +35,9 @@ pub enum BackendKind {
     /// `CudaBackend`: the PTX kernels on CUDA device 0 (needs the `cuda` feature; without
     /// it, choosing this backend is an error that says so).
     Cuda,
+    /// [`PtxBackend`]: the PTX module the CUDA backend embeds, run by the CPU PTX
+    /// interpreter (needs the nightly toolchain to build the PTX).
+    Ptx,
 }
 
 impl BackendKind {
@@ -40,6 +46,7 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
             BackendKind::Emulated => Ok(Box::new(EmulatedBackend)),
+            BackendKind::Ptx => Ok(Box::new(PtxBackend::new()?)),
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?)),
             #[cfg(not(feature = "cuda"))]

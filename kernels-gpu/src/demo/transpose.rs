@@ -25,34 +25,50 @@ kernel! {
     /// shared memory. Each block loads a tile with reads coalesced along input rows,
     /// waits, and writes it transposed with writes coalesced along output rows.
     pub fn transpose(input: Global<f32>, output: GlobalMut<f32>, rows: u32, cols: u32) {
-        let tile = dynamic_shared::<f32>();
-        let (tx, ty) = (thread_idx_x(), thread_idx_y());
-        // Load: thread (tx, ty) reads input column `col`, rows `row0 + k * BLOCK_ROWS`.
-        let col = block_idx_x() * TILE + tx;
-        let row0 = block_idx_y() * TILE + ty;
-        let mut k = 0;
-        while k < TILE {
-            let row = row0 + k;
-            if row < rows && col < cols {
-                let v = input.get(row as usize * cols as usize + col as usize);
-                tile.set(((ty + k) * TILE_PITCH + tx) as usize, v);
-            }
-            k += BLOCK_ROWS;
+        transpose_tile(input, output, rows, cols, TILE_PITCH);
+    }
+}
+
+kernel! {
+    /// [`transpose`] without the padding column (shared row pitch [`TILE`]): reading a
+    /// tile column hits one bank 32 times, a 32-way bank conflict on the GPU. Same
+    /// results; a demonstration for the PTX backend's memory statistics
+    /// (`lsoftmax ptx --sim`).
+    pub fn transpose_naive(input: Global<f32>, output: GlobalMut<f32>, rows: u32, cols: u32) {
+        transpose_tile(input, output, rows, cols, TILE);
+    }
+}
+
+/// The body of both transposes; `pitch` is the shared tile's row pitch in floats.
+#[inline(always)]
+fn transpose_tile(input: Global<f32>, output: GlobalMut<f32>, rows: u32, cols: u32, pitch: u32) {
+    let tile = dynamic_shared::<f32>();
+    let (tx, ty) = (thread_idx_x(), thread_idx_y());
+    // Load: thread (tx, ty) reads input column `col`, rows `row0 + k * BLOCK_ROWS`.
+    let col = block_idx_x() * TILE + tx;
+    let row0 = block_idx_y() * TILE + ty;
+    let mut k = 0;
+    while k < TILE {
+        let row = row0 + k;
+        if row < rows && col < cols {
+            let v = input.get(row as usize * cols as usize + col as usize);
+            tile.set(((ty + k) * pitch + tx) as usize, v);
         }
-        sync_threads();
-        // Store: the block's tile lands at the mirrored block position; thread (tx, ty)
-        // now writes output column `out_col` (an input row).
-        let out_col = block_idx_y() * TILE + tx;
-        let out_row0 = block_idx_x() * TILE + ty;
-        let mut k = 0;
-        while k < TILE {
-            let out_row = out_row0 + k;
-            if out_row < cols && out_col < rows {
-                let v = tile.get((tx * TILE_PITCH + ty + k) as usize);
-                output.set(out_row as usize * rows as usize + out_col as usize, v);
-            }
-            k += BLOCK_ROWS;
+        k += BLOCK_ROWS;
+    }
+    sync_threads();
+    // Store: the block's tile lands at the mirrored block position; thread (tx, ty)
+    // now writes output column `out_col` (an input row).
+    let out_col = block_idx_y() * TILE + tx;
+    let out_row0 = block_idx_x() * TILE + ty;
+    let mut k = 0;
+    while k < TILE {
+        let out_row = out_row0 + k;
+        if out_row < cols && out_col < rows {
+            let v = tile.get((tx * pitch + ty + k) as usize);
+            output.set(out_row as usize * rows as usize + out_col as usize, v);
         }
+        k += BLOCK_ROWS;
     }
 }
 
