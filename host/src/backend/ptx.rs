@@ -8,8 +8,8 @@
 //! tested. What it cannot prove: ptxas's and the driver's compilation to SASS, the
 //! hardware's behaviour (warp scheduling, memory ordering), anything about time.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
 use ndarray::{Array2, ArrayView2};
@@ -23,7 +23,7 @@ use super::launch::{
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
 use crate::margin::{Margin, Mode};
-use crate::ptxsim::{Geometry, SimOptions, Simulator, parse_module};
+use crate::ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 
 const NAME: &str = "ptx";
 
@@ -41,6 +41,19 @@ pub struct PtxBackend {
     origin: String,
     options: SimOptions,
     instructions: AtomicU64,
+    /// Statistics of every launch so far, when `options.stats` is on.
+    stats: Mutex<Vec<LaunchStats>>,
+}
+
+/// Warp-level statistics of one launch (with [`SimOptions::stats`]).
+#[derive(Debug, Clone)]
+pub struct LaunchStats {
+    /// Entry name.
+    pub kernel: String,
+    /// Thread-level instructions executed.
+    pub instructions: u64,
+    /// The counters.
+    pub stats: KernelStats,
 }
 
 impl PtxBackend {
@@ -70,6 +83,7 @@ impl PtxBackend {
             origin: origin.to_string(),
             options: SimOptions::default(),
             instructions: AtomicU64::new(0),
+            stats: Mutex::new(Vec::new()),
         })
     }
 
@@ -82,12 +96,17 @@ impl PtxBackend {
         Self::from_ptx(&text, &path.display().to_string())
     }
 
+    /// The parsed module.
+    pub fn module(&self) -> &crate::ptxsim::Module {
+        self.base.module()
+    }
+
     /// Where the module came from.
     pub fn origin(&self) -> &str {
         &self.origin
     }
 
-    /// Interpreter options (step limit).
+    /// Interpreter options (step limit, statistics).
     pub fn with_options(mut self, options: SimOptions) -> Self {
         self.options = options;
         self
@@ -96,6 +115,14 @@ impl PtxBackend {
     /// Thread-level PTX instructions executed by this backend so far.
     pub fn instructions_executed(&self) -> u64 {
         self.instructions.load(Ordering::Relaxed)
+    }
+
+    /// Takes the statistics recorded so far (launch order).
+    pub fn take_stats(&self) -> Vec<LaunchStats> {
+        self.stats
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
     }
 
     /// A simulator with fresh device memory.
@@ -122,6 +149,13 @@ impl PtxBackend {
             .map_err(|e| backend_error(e.to_string()))?;
         self.instructions
             .fetch_add(report.instructions, Ordering::Relaxed);
+        if let (Some(stats), Ok(mut all)) = (report.stats, self.stats.lock()) {
+            all.push(LaunchStats {
+                kernel: plan.kernel.to_string(),
+                instructions: report.instructions,
+                stats,
+            });
+        }
         Ok(())
     }
 }

@@ -38,12 +38,17 @@ pub struct Args {
     /// Folder for metrics.json and features.png of the toy model.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
     pub out: PathBuf,
+    /// Backend of step 2 (the kernels against the reference): by default CUDA if a device
+    /// answers, else the emulator; `ptx` runs the PTX module on the CPU interpreter.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
 }
 
 impl Default for Args {
     fn default() -> Self {
         Args {
             out: PathBuf::from(DEFAULT_OUT),
+            backend: None,
         }
     }
 }
@@ -57,7 +62,7 @@ macro_rules! out {
 
 /// Runs the demo: exit 0 if all checks pass, 1 if one fails or a step errors.
 pub fn run(args: Args) -> ExitCode {
-    match demo(&args.out) {
+    match demo(&args.out, args.backend) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -67,10 +72,16 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn demo(out_dir: &Path) -> Result<bool> {
+fn demo(out_dir: &Path, choice: Option<BackendKind>) -> Result<bool> {
     let start = Instant::now();
     let grads_ok = gradient_check()?;
-    let (backend, why) = best_kernel_backend();
+    let (backend, why) = match choice {
+        Some(kind) => (
+            Arc::from(kind.instance()?),
+            "chosen with --backend".to_string(),
+        ),
+        None => best_kernel_backend(),
+    };
     let kernels_ok = kernel_check(backend.as_ref(), &why)?;
     toy_model(out_dir, backend)?;
     let verdict = if grads_ok && kernels_ok {

@@ -40,6 +40,10 @@ pub struct Args {
     /// Backend that computes the layer.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
+    /// Run this PTX module (e.g. a hand-edited copy of `lsoftmax ptx --line-info --arch
+    /// sm_70 --out FILE`) on the PTX interpreter; implies `--backend ptx`.
+    #[arg(long, value_name = "FILE")]
+    ptx: Option<PathBuf>,
     /// Output folder (created only once everything has been computed).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -137,7 +141,10 @@ fn compute(args: &Args) -> Result<Outputs> {
         }
         None => None,
     };
-    let backend = args.backend.instance()?;
+    let backend: Box<dyn crate::backend::Backend> = match &args.ptx {
+        Some(path) => Box::new(crate::backend::PtxBackend::from_file(path)?),
+        None => args.backend.instance()?,
+    };
     let fwd = forward_on(backend.as_ref(), x.view(), w.view(), &labels, margin, mode)?;
     let grads = match &dout {
         Some(g) => {

@@ -961,7 +961,9 @@ impl BlockState {
                         ));
                     }
                     let (sp, a) = classify(*space, a0);
-                    if let Some(rec) = rec.as_deref_mut() {
+                    if let Some(rec) = rec.as_deref_mut()
+                        && sp != Space::Param
+                    {
                         rec.access(t, pc, sp, a, total as u8, false);
                     }
                     for (e, &dst) in d.iter().take(*vec as usize).enumerate() {
