@@ -20,20 +20,6 @@ use crate::margin::{Margin, Mode};
 use crate::ptxsim::SimOptions;
 use crate::ptxsim::inst::Space;
 
-/// `N,D,C` as three positive integers.
-pub fn parse_shape(s: &str) -> std::result::Result<(usize, usize, usize), String> {
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let nums: Vec<usize> = parts
-        .iter()
-        .map(|p| p.parse::<usize>().ok().filter(|v| *v > 0))
-        .collect::<Option<_>>()
-        .ok_or_else(|| format!("{s:?} is not N,D,C (three positive integers, e.g. 128,96,200)"))?;
-    match nums.as_slice() {
-        [n, d, c] => Ok((*n, *d, *c)),
-        _ => Err(format!("{s:?} is not N,D,C (three positive integers)")),
-    }
-}
-
 /// Runs the three passes and returns the printed report. `kernels` filters the entries
 /// reported (substring match on the entry name; empty: all).
 pub fn report(
@@ -158,18 +144,4 @@ fn kernel_section(out: &mut String, backend: &PtxBackend, s: &LaunchStats) {
         );
     }
     out.push('\n');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shapes_are_parsed_and_bad_ones_named() {
-        assert_eq!(parse_shape("128, 96,200"), Ok((128, 96, 200)));
-        for bad in ["", "1,2", "1,2,3,4", "1,0,3", "a,b,c"] {
-            let e = parse_shape(bad).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")), "{e}");
-        }
-    }
 }

@@ -8,8 +8,7 @@ kernel! {
     /// may have more threads than elements.
     pub fn vector_add(a: Global<f32>, b: Global<f32>, out: GlobalMut<f32>, n: u32) {
         let i = global_thread_x();
-        if i < n {
-            let i = i as usize;
+        if i < n as usize {
             out.set(i, a.get(i) + b.get(i));
         }
     }
@@ -22,9 +21,8 @@ kernel! {
     /// statistics (`lsoftmax ptx --sim`): stride 1 needs 4 sectors of 32 bytes per warp
     /// request, stride s ≥ 8 needs 32.
     pub fn vector_add_strided(a: Global<f32>, b: Global<f32>, out: GlobalMut<f32>, n: u32, stride: u32) {
-        let i = global_thread_x() as u64 * stride as u64;
-        if i < n as u64 {
-            let i = i as usize;
+        let i = global_thread_x() * stride as usize;
+        if i < n as usize {
             out.set(i, a.get(i) + b.get(i));
         }
     }

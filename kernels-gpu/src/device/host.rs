@@ -55,6 +55,14 @@ launch_indices! {
 ///
 /// The call site identifies the barrier: threads waiting at different call sites, or a
 /// thread exiting while others wait, is reported as a synccheck fault.
+///
+/// The call site is `#[track_caller]`'s: a helper function that synchronises must itself
+/// be `#[track_caller]` (as every function between it and the kernel body), so that each
+/// call of the helper is its own barrier. Without the attribute, all calls of the helper
+/// share the `sync_threads` line inside it, and a kernel whose divergent branches each
+/// call the helper is not flagged. The price of the attribute: every barrier and every
+/// access fault inside the helper is reported at the helper's call site (keep such
+/// helpers small), and several barriers inside one helper are not told apart.
 #[track_caller]
 pub fn sync_threads() {
     sync::sync_threads(Location::caller());

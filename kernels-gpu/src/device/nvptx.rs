@@ -52,6 +52,10 @@ special_registers! {
 
 /// `__syncthreads()`: block-wide barrier (`bar.sync 0`). Every thread of the block must
 /// reach the same call.
+///
+/// Synchronising helpers are `#[track_caller]` for the emulator's synccheck (see the
+/// host facade); here the hidden location argument is never read, and inlining removes
+/// it (the `block_sum` demo kernel, built by `lsoftmax ptx --check`, uses such a helper).
 #[inline(always)]
 pub fn sync_threads() {
     // SAFETY: `bar.sync` has no memory-safety preconditions; divergent use is a
