@@ -116,6 +116,11 @@ mod ptx_shared {
         static SHARED: OnceLock<Result<Arc<PtxBackend>, String>> = OnceLock::new();
         match SHARED.get_or_init(|| PtxBackend::new().map(Arc::new).map_err(|e| e.to_string())) {
             Ok(b) => Ok(Box::new(Shared(b.clone()))),
+            // CI sets LSOFTMAX_REQUIRE_PTX=1 after installing the tools: there, a PTX
+            // that does not build is a failure, not a skip.
+            Err(reason) if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_some() => {
+                panic!("LSOFTMAX_REQUIRE_PTX is set and the ptx backend failed: {reason}")
+            }
             Err(reason) => Err(reason.clone()),
         }
     }

@@ -3,7 +3,8 @@
 //! `bar.sync`, a changed constant, an ABI mismatch) that must each fail.
 //!
 //! Needs the nightly toolchain with rust-src to build the PTX (`scripts/setup-ptx-tools`);
-//! without it each test prints why it skipped and checks nothing.
+//! without it each test prints why it skipped and checks nothing (with
+//! `LSOFTMAX_REQUIRE_PTX=1`, as in CI, it fails instead).
 
 use lsoftmax::backend::abi::{self, Arg, View};
 use lsoftmax::backend::{Backend, PtxBackend};
@@ -26,6 +27,9 @@ fn module_text() -> Option<String> {
     });
     match r {
         Ok(t) => Some(t.clone()),
+        Err(e) if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_some() => {
+            panic!("LSOFTMAX_REQUIRE_PTX is set and the PTX does not build: {e}")
+        }
         Err(e) => {
             eprintln!("skipped: cannot build the PTX ({e}); run scripts/setup-ptx-tools");
             None

@@ -47,5 +47,5 @@ pub mod parse;
 pub mod stats;
 
 pub use exec::{DeviceMemory, Geometry, LaunchReport, SimError, SimOptions, Simulator};
-pub use parse::{Kernel, Module, ParamDecl, ParseError, parse_module};
+pub use parse::{Kernel, Module, ParamDecl, ParseError, entry_params, parse_module};
 pub use stats::{InstStats, KernelStats};

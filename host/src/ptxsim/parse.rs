@@ -390,7 +390,12 @@ fn is_label_start(s: &str) -> Option<usize> {
     ok.then_some(end)
 }
 
-fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
+/// Parameters with their names, in declaration order.
+type NamedParams = Vec<(String, ParamDecl)>;
+
+/// The name and declared parameters of the `.entry` starting at line index `start`, and
+/// the index of the line holding the closing `)`.
+fn parse_params(lines: &[&str], start: usize) -> PResult<(String, NamedParams, usize)> {
     let head = strip_comment(lines[start]);
     let after = head.split(".entry").nth(1).unwrap_or("").trim();
     let name = after.split('(').next().unwrap_or("").trim().to_string();
@@ -436,6 +441,28 @@ fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
         }
         text = strip_comment(lines[k]).to_string();
     }
+    Ok((name, params, k))
+}
+
+/// The declared parameters of every `.entry` of a PTX module, by entry name, without
+/// decoding the kernels' bodies (what a CUDA launch checks its arguments against).
+pub fn entry_params(text: &str) -> PResult<HashMap<String, Vec<ParamDecl>>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        if strip_comment(line)
+            .split_whitespace()
+            .any(|w| w == ".entry")
+        {
+            let (name, params, _) = parse_params(&lines, i)?;
+            out.insert(name, params.into_iter().map(|p| p.1).collect());
+        }
+    }
+    Ok(out)
+}
+
+fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
+    let (name, params, mut k) = parse_params(lines, start)?;
     // Body: from the `{` to the matching `}`.
     let mut stmts: Vec<Stmt> = Vec::new();
     let mut labels: HashMap<String, u32> = HashMap::new();
