@@ -5,6 +5,7 @@ mod common;
 
 use common::{Case, case_strategy, check_backend};
 use lsoftmax::Backend;
+use lsoftmax::backend::{EmulatedVariant, KernelChoice, KernelVariant, SplitK};
 use proptest::prelude::*;
 
 /// Instantiates the shared property tests for one backend.
@@ -92,14 +93,108 @@ backend_tests!(
     72
 );
 
+/// The emulated backend running one kernel variant (or split-K), for the per-variant
+/// instantiations below.
+fn emulated(variant: KernelVariant, split_k: SplitK) -> Result<Box<dyn Backend>, String> {
+    Ok(Box::new(EmulatedVariant {
+        choice: KernelChoice { variant, split_k },
+    }))
+}
+
+// Every rung of the kernel ladder (the default, `ldg`, runs above with 128 cases); a
+// modest case count each keeps `cargo test` fast on two cores.
+backend_tests!(
+    emulated_base,
+    emulated(KernelVariant::Base, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_unrolled,
+    emulated(KernelVariant::Unrolled, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_micro8,
+    emulated(KernelVariant::Micro8, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_dbuf,
+    emulated(KernelVariant::Dbuf, SplitK::Off),
+    24,
+    72
+);
+// Split-K input gradient, forced (these shapes are far below the automatic threshold):
+// 3 chunks of C, or fewer when C is small.
+backend_tests!(
+    emulated_split_k,
+    emulated(KernelVariant::Ldg, SplitK::Force(3)),
+    32,
+    72
+);
+
 // The exact PTX module the CUDA backend embeds, run by the PTX interpreter with the CUDA
 // backend's own parameter packing (backend/abi.rs). Building the PTX needs the nightly
 // toolchain with rust-src (`scripts/setup-ptx-tools`); without it the tests say why they
 // skipped. Shapes up to 72: two 64-wide tiles with a ragged edge.
 backend_tests!(
     ptx,
-    ptx_shared::shared(),
+    ptx_shared::shared(KernelChoice::default()),
     64,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+// Every other rung of the kernel ladder and split-K, on the PTX interpreter.
+backend_tests!(
+    ptx_base,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Base,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_unrolled,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Unrolled,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_micro8,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Micro8,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_dbuf,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Dbuf,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_split_k,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Ldg,
+        split_k: SplitK::Force(3)
+    }),
+    16,
     72,
     "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
 );
@@ -108,14 +203,15 @@ backend_tests!(
 mod ptx_shared {
     use std::sync::{Arc, OnceLock};
 
-    use lsoftmax::backend::PtxBackend;
+    use lsoftmax::backend::{KernelChoice, PtxBackend};
     use lsoftmax::{Backend, Grads, Margin, Mode, RowCache};
     use ndarray::{Array2, ArrayView2};
 
-    pub fn shared() -> Result<Box<dyn Backend>, String> {
+    /// The shared module, launching `choice`'s kernels.
+    pub fn shared(choice: KernelChoice) -> Result<Box<dyn Backend>, String> {
         static SHARED: OnceLock<Result<Arc<PtxBackend>, String>> = OnceLock::new();
         match SHARED.get_or_init(|| PtxBackend::new().map(Arc::new).map_err(|e| e.to_string())) {
-            Ok(b) => Ok(Box::new(Shared(b.clone()))),
+            Ok(b) => Ok(Box::new(Shared(Arc::new(b.with_choice(choice))))),
             // CI sets LSOFTMAX_REQUIRE_PTX=1 after installing the tools: there, a PTX
             // that does not build is a failure, not a skip.
             Err(reason) if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_some() => {

@@ -10,7 +10,7 @@
 //! (`device::{Global, GlobalMut}`) is `.param .align 8 .b8 p[16]` holding
 //! `{u64 device address, u64 element count}`.
 
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
+use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, SplitKParams};
 
 use crate::error::{Error, Result};
 use crate::ptxsim::ParamDecl;
@@ -99,11 +99,20 @@ impl ParamStruct for GradParams {
     }
 }
 
+impl ParamStruct for SplitKParams {
+    fn words(&self) -> Vec<u32> {
+        let mut w = self.grad.words();
+        w.extend([self.chunk, self.splits]);
+        w
+    }
+}
+
 // The serialisations above list every field: a field added to a struct changes its size
 // and fails here at compile time until `words` lists it too.
 const _: () = assert!(std::mem::size_of::<ForwardParams>() == 8 * 4);
 const _: () = assert!(std::mem::size_of::<RowNormsParams>() == 3 * 4);
 const _: () = assert!(std::mem::size_of::<GradParams>() == 3 * 4);
+const _: () = assert!(std::mem::size_of::<SplitKParams>() == 5 * 4);
 
 /// Packed parameter bytes and the offset of each argument in them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,6 +345,77 @@ pub fn weight_grad_args(p: &GradParams, v: &GradViews) -> Result<Vec<Arg>> {
         Arg::view("p", v.p),
         Arg::view("gamma_scale", v.scale),
         Arg::view("dw", v.out),
+    ])
+}
+
+/// Buffers of the split-K input gradient (both of its kernels).
+#[derive(Clone, Copy, Debug)]
+pub struct SplitKViews {
+    /// N×C upstream gradient.
+    pub g: View,
+    /// N×D inputs.
+    pub x: View,
+    /// C×D weights.
+    pub w: View,
+    /// N labels.
+    pub labels: View,
+    /// N cache `p`.
+    pub p: View,
+    /// N `α` scale.
+    pub alpha_scale: View,
+    /// `splits·N·D` partial sums.
+    pub partial: View,
+    /// N×D output.
+    pub dx: View,
+}
+
+/// `margin_input_grad_splitk(params, g, w, labels, p, partial)`.
+pub fn splitk_partial_args(p: &SplitKParams, v: &SplitKViews) -> Result<Vec<Arg>> {
+    let q = &p.grad;
+    let (n, d, c) = (u64::from(q.n), u64::from(q.d), u64::from(q.c));
+    check_lengths(
+        kernels_gpu::params::SPLITK_KERNEL,
+        &[
+            ("g", v.g.len, n * c),
+            ("w", v.w.len, c * d),
+            ("labels", v.labels.len, n),
+            ("p", v.p.len, n),
+            ("partial", v.partial.len, u64::from(p.splits) * n * d),
+        ],
+    )?;
+    Ok(vec![
+        Arg::params(p),
+        Arg::view("g", v.g),
+        Arg::view("w", v.w),
+        Arg::view("labels", v.labels),
+        Arg::view("p", v.p),
+        Arg::view("partial", v.partial),
+    ])
+}
+
+/// `margin_input_grad_splitk_reduce(params, g, x, labels, alpha_scale, partial, dx)`.
+pub fn splitk_reduce_args(p: &SplitKParams, v: &SplitKViews) -> Result<Vec<Arg>> {
+    let q = &p.grad;
+    let (n, d, c) = (u64::from(q.n), u64::from(q.d), u64::from(q.c));
+    check_lengths(
+        kernels_gpu::params::SPLITK_REDUCE_KERNEL,
+        &[
+            ("g", v.g.len, n * c),
+            ("x", v.x.len, n * d),
+            ("labels", v.labels.len, n),
+            ("alpha_scale", v.alpha_scale.len, n),
+            ("partial", v.partial.len, u64::from(p.splits) * n * d),
+            ("dx", v.dx.len, n * d),
+        ],
+    )?;
+    Ok(vec![
+        Arg::params(p),
+        Arg::view("g", v.g),
+        Arg::view("x", v.x),
+        Arg::view("labels", v.labels),
+        Arg::view("alpha_scale", v.alpha_scale),
+        Arg::view("partial", v.partial),
+        Arg::view("dx", v.dx),
     ])
 }
 

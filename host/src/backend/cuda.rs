@@ -35,7 +35,7 @@ use cust::event::{Event, EventFlags};
 use cust::memory::bytemuck::Zeroable;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
 use cust::stream::{Stream, StreamFlags};
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
+use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, SplitKParams};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,8 +44,8 @@ use super::Backend;
 use super::abi;
 use super::flops::MarginKernel;
 use super::launch::{
-    KernelLaunch, LaunchPlan, forward_plan, input_grad_plan, needs_row_norms, row_norms_plan,
-    weight_grad_plan,
+    InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
+    needs_row_norms, row_norms_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
@@ -188,6 +188,8 @@ struct Buffers {
     g: Slot<f32>,
     dx: Slot<f32>,
     dw: Slot<f32>,
+    /// Split-K partial sums of the input gradient.
+    partial: Slot<f32>,
     /// Host staging of the labels as the kernels' `u32`.
     labels_host: Vec<u32>,
 }
@@ -226,6 +228,7 @@ pub struct CudaBackend {
     state: Mutex<State>,
     device_name: String,
     jit_info_log: String,
+    choice: KernelChoice,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -280,7 +283,20 @@ impl CudaBackend {
             }),
             device_name,
             jit_info_log,
+            choice: KernelChoice::default(),
         })
+    }
+
+    /// The backend launching `choice`'s kernel variant and split-K policy (default:
+    /// [`KernelChoice::default`]).
+    pub fn with_kernels(mut self, choice: KernelChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    /// The kernel variant and split-K policy this backend launches.
+    pub fn kernels(&self) -> KernelChoice {
+        self.choice
     }
 
     /// What the driver's JIT said while compiling the PTX (with `CU_JIT_LOG_VERBOSE`:
@@ -350,13 +366,15 @@ impl CudaBackend {
                 problem.g.ncols()
             )));
         }
-        self.with_state(|state| time_kernel_locked(state, kernel, problem, iters))
+        let choice = self.choice;
+        self.with_state(|state| time_kernel_locked(state, choice, kernel, problem, iters))
     }
 }
 
 /// [`CudaBackend::time_kernel`] on the locked state.
 fn time_kernel_locked(
     state: &mut State,
+    choice: KernelChoice,
     kernel: MarginKernel,
     problem: &Problem,
     iters: u64,
@@ -364,7 +382,7 @@ fn time_kernel_locked(
     let (n, d) = problem.x.dim();
     let c = problem.w.nrows();
     let (mode, margin) = (Mode::Train, problem.margin);
-    let fwd = forward_plan(n, d, c, margin, mode)?;
+    let fwd = forward_launch(n, d, c, margin, mode, choice.variant)?;
     let norms = if needs_row_norms(margin, mode) {
         Some(row_norms_plan(n, d, c)?)
     } else {
@@ -383,7 +401,9 @@ fn time_kernel_locked(
         .g
         .upload(row_major(&problem.g.view(), &mut scratch), "dout")?;
     let fv = run_forward(state, &fwd, norms.as_ref(), x, w, labels)?;
-    let (ig, wg) = (input_grad_plan(n, d, c)?, weight_grad_plan(n, d, c)?);
+    let ig = input_grad_launch(n, d, c, choice)?;
+    let wg = weight_grad_launch(n, d, c, choice.variant)?;
+    let partial = split_scratch(state, &ig)?;
     let dx = state.buffers.dx.region(n * d, "dx")?;
     let dw = state.buffers.dw.region(c * d, "dw")?;
     let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
@@ -394,7 +414,9 @@ fn time_kernel_locked(
     for _ in 0..iters {
         match kernel {
             MarginKernel::Forward => launch_forward(state, &fwd, &fv)?,
-            MarginKernel::InputGrad => launch_input_grad(state, &ig, &g, &fv, &dx)?,
+            MarginKernel::InputGrad => {
+                launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?
+            }
             MarginKernel::WeightGrad => launch_weight_grad(state, &wg, &g, &fv, &dw)?,
         }
     }
@@ -504,8 +526,8 @@ fn load_kernels() -> Result<driver::LoadedModule> {
         backend_error(format!(
             "loading the kernels' PTX (.version {isa}, .target {target}) into {driver}: {e}{}",
             if e.code == UNSUPPORTED_PTX_VERSION {
-                " (the driver is older than this PTX ISA version; see the README's First \
-                 GPU run for the minimum driver)"
+                "; the driver is older than this PTX ISA version (the README's First GPU run \
+                 names the minimum driver)"
             } else {
                 ""
             }
@@ -690,13 +712,58 @@ fn launch_forward(
     launch_args(state, &fwd.plan, &abi::forward_args(&fwd.params, &views)?)
 }
 
+/// The split-K scratch region `ig` needs, if it splits.
+fn split_scratch(state: &mut State, ig: &InputGradLaunch) -> Result<Option<DeviceSlice<f32>>> {
+    match ig {
+        InputGradLaunch::Direct(_) => Ok(None),
+        InputGradLaunch::Split { scratch_len, .. } => Ok(Some(
+            state
+                .buffers
+                .partial
+                .region(*scratch_len, "split-k partials")?,
+        )),
+    }
+}
+
+/// The input gradient: one launch, or split-K's two (partials, then their reduction in
+/// chunk order).
 fn launch_input_grad(
     state: &mut State,
-    launch: &KernelLaunch<GradParams>,
+    ig: &InputGradLaunch,
     g: &DeviceSlice<f32>,
     fv: &ForwardViews,
+    partial: Option<&DeviceSlice<f32>>,
     dx: &DeviceSlice<f32>,
 ) -> Result<()> {
+    let launch = match ig {
+        InputGradLaunch::Direct(launch) => launch,
+        InputGradLaunch::Split {
+            partial: first,
+            reduce,
+            ..
+        } => {
+            let views = abi::SplitKViews {
+                g: view(g),
+                x: view(&fv.x),
+                w: view(&fv.w),
+                labels: view(&fv.labels),
+                p: view(&fv.p),
+                alpha_scale: view(&fv.alpha_scale),
+                partial: view_opt(partial),
+                dx: view(dx),
+            };
+            launch_args(
+                state,
+                &first.plan,
+                &abi::splitk_partial_args(&first.params, &views)?,
+            )?;
+            return launch_args(
+                state,
+                &reduce.plan,
+                &abi::splitk_reduce_args(&reduce.params, &views)?,
+            );
+        }
+    };
     let views = abi::GradViews {
         g: view(g),
         x: view(&fv.x),
@@ -785,7 +852,7 @@ impl Backend for CudaBackend {
         crate::layer::validate_inputs(x, w, labels)?;
         let (n, d) = x.dim();
         let c = w.nrows();
-        let fwd = forward_plan(n, d, c, margin, mode)?;
+        let fwd = forward_launch(n, d, c, margin, mode, self.choice.variant)?;
         let norms = if needs_row_norms(margin, mode) {
             Some(row_norms_plan(n, d, c)?)
         } else {
@@ -847,8 +914,8 @@ impl Backend for CudaBackend {
                 )));
             }
         }
-        let ig = input_grad_plan(n, d, c)?;
-        let wg = weight_grad_plan(n, d, c)?;
+        let ig = input_grad_launch(n, d, c, self.choice)?;
+        let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
         self.with_state(|state| {
             let mut scratch = Vec::new();
             let b = &mut state.buffers;
@@ -866,7 +933,8 @@ impl Backend for CudaBackend {
             let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
             let dx = b.dx.region(n * d, "dx")?;
             let dw = b.dw.region(c * d, "dw")?;
-            launch_input_grad(state, &ig, &g, &fv, &dx)?;
+            let partial = split_scratch(state, &ig)?;
+            launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?;
             launch_weight_grad(state, &wg, &g, &fv, &dw)?;
             driver::stream_synchronize(
                 state.stream.as_inner().cast(),

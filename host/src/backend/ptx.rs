@@ -15,10 +15,10 @@ use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
 use ndarray::{Array2, ArrayView2};
 
 use super::Backend;
-use super::abi::{self, Arg, ForwardViews, GradViews, RowNormsViews, View};
+use super::abi::{self, Arg, ForwardViews, GradViews, RowNormsViews, SplitKViews, View};
 use super::launch::{
-    KernelLaunch, LaunchPlan, forward_plan, input_grad_plan, needs_row_norms, row_norms_plan,
-    weight_grad_plan,
+    InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
+    needs_row_norms, row_norms_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
@@ -40,6 +40,8 @@ pub struct PtxBackend {
     base: Simulator,
     origin: String,
     options: SimOptions,
+    /// Which kernel variant and split-K policy to launch.
+    choice: KernelChoice,
     instructions: AtomicU64,
     /// Statistics of every launch so far, when `options.stats` is on.
     stats: Mutex<Vec<LaunchStats>>,
@@ -82,6 +84,7 @@ impl PtxBackend {
             base,
             origin: origin.to_string(),
             options: SimOptions::default(),
+            choice: KernelChoice::default(),
             instructions: AtomicU64::new(0),
             stats: Mutex::new(Vec::new()),
         })
@@ -104,6 +107,24 @@ impl PtxBackend {
     /// Where the module came from.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Launches `choice`'s kernels (variant, split-K policy).
+    pub fn with_kernels(mut self, choice: KernelChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    /// A backend on the same parsed module launching `choice`'s kernels (fresh counters).
+    pub fn with_choice(&self, choice: KernelChoice) -> Self {
+        PtxBackend {
+            base: self.base.fresh(),
+            origin: self.origin.clone(),
+            options: self.options,
+            choice,
+            instructions: AtomicU64::new(0),
+            stats: Mutex::new(Vec::new()),
+        }
     }
 
     /// Interpreter options (step limit, statistics).
@@ -256,7 +277,7 @@ impl Backend for PtxBackend {
         mode: Mode,
     ) -> Result<(Array2<f32>, RowCache)> {
         let ((n, d), c) = (x.dim(), w.nrows());
-        let fwd = forward_plan(n, d, c, margin, mode)?;
+        let fwd = forward_launch(n, d, c, margin, mode, self.choice.variant)?;
         let mut sim = self.simulator();
         let xv = upload(&mut sim, "x", x);
         let wv = upload(&mut sim, "w", w);
@@ -319,8 +340,8 @@ impl Backend for PtxBackend {
                 )));
             }
         }
-        let ig = input_grad_plan(n, d, c)?;
-        let wg = weight_grad_plan(n, d, c)?;
+        let ig = input_grad_launch(n, d, c, self.choice)?;
+        let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
         let mut sim = self.simulator();
         let xv = upload(&mut sim, "x", x);
         let wv = upload(&mut sim, "w", w);
@@ -344,7 +365,29 @@ impl Backend for PtxBackend {
             scale: alpha,
             out: dx,
         };
-        self.run_grad(&mut sim, &ig, &common, true)?;
+        match ig {
+            InputGradLaunch::Direct(ig) => self.run_grad(&mut sim, &ig, &common, true)?,
+            InputGradLaunch::Split {
+                partial,
+                reduce,
+                scratch_len,
+            } => {
+                let views = SplitKViews {
+                    g: gv,
+                    x: xv,
+                    w: wv,
+                    labels,
+                    p,
+                    alpha_scale: alpha,
+                    partial: output(&mut sim, "split-k partials", scratch_len, 4),
+                    dx,
+                };
+                let first = abi::splitk_partial_args(&partial.params, &views)?;
+                self.launch(&mut sim, &partial.plan, &first)?;
+                let second = abi::splitk_reduce_args(&reduce.params, &views)?;
+                self.launch(&mut sim, &reduce.plan, &second)?;
+            }
+        }
         let wviews = GradViews {
             scale: gamma,
             out: dw,

@@ -203,7 +203,7 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
     };
     // --check gates the PTX that ships: the CUDA backend embeds the line-info build
     // (host/build.rs), and ptxas allocates registers differently for it than for the PTX
-    // without `.loc` lines (margin_input_grad on sm_90: 66 registers without, 71 with).
+    // without `.loc` lines (measured with ptxas 12.9, margin_input_grad on sm_90: 71 registers without, 66 with).
     let line_info = args.line_info || args.check;
     let output = compile::build_ptx(&ptx::PtxBuild {
         target_dir: ptx::default_target_dir(&kernels_dir),
@@ -348,12 +348,11 @@ fn listings_only(args: &Args, baseline: Option<&ResourceReport>) -> Result<bool,
                 path.display()
             )));
         }
-        let rows: Vec<SassRow> = functions
-            .iter()
-            .map(|f| sass_report::row(arch, f))
-            .collect();
-        print!("{}", sass_report::table(arch, &rows, anchors.as_ref()));
+        let rows = functions.iter().map(|f| sass_report::row(arch, f));
         saved.sass.entry(arch.clone()).or_default().extend(rows);
+    }
+    for (arch, rows) in &saved.sass {
+        print!("{}", sass_report::table(arch, rows, anchors.as_ref()));
     }
     println!("\n{}", sass_report::LEGEND);
     if let Some(base) = baseline {
@@ -420,7 +419,14 @@ fn print_anchors(anchors: Option<&Anchors>, archs: &[String]) {
         let Some(list) = anchors.archs.get(arch) else {
             continue;
         };
-        let rows: Vec<SassRow> = list.iter().map(|a| a.row.clone()).collect();
+        // The anchors' kernel names run to 120 characters: show the script's labels.
+        let rows: Vec<SassRow> = list
+            .iter()
+            .map(|a| SassRow {
+                kernel: format!("{} ({})", a.label, a.layout),
+                ..a.row.clone()
+            })
+            .collect();
         let table = sass_report::table(arch, &rows, None);
         // Reuse the kernel table, titled as the anchors.
         print!(
@@ -541,6 +547,67 @@ mod tests {
         assert_eq!(parse_arch("sm_90").as_deref(), Ok("sm_90"));
         let e = parse_arch("ampere").unwrap_err();
         assert!(e.contains("\"ampere\""), "{e}");
+    }
+
+    #[test]
+    fn shape_and_listing_arguments_are_validated() {
+        assert_eq!(parse_shape("4096, 512,10000"), Ok((4096, 512, 10000)));
+        let e = parse_shape("4096,512").unwrap_err();
+        assert!(e.contains("N,D,C"), "{e}");
+        let e = parse_shape("4096,0,10").unwrap_err();
+        assert!(e.contains("D = \"0\""), "{e}");
+        let e = parse_shape("4096,x,10").unwrap_err();
+        assert!(e.contains("D = \"x\""), "{e}");
+        assert_eq!(
+            parse_listing_arg("sm_90=a/b.sass"),
+            Ok(("sm_90".to_string(), PathBuf::from("a/b.sass")))
+        );
+        assert!(
+            parse_listing_arg("a.sass")
+                .unwrap_err()
+                .contains("ARCH=FILE")
+        );
+        assert!(
+            parse_listing_arg("hopper=a.sass")
+                .unwrap_err()
+                .contains("\"hopper\"")
+        );
+    }
+
+    #[test]
+    fn waves_use_the_launch_plans_and_the_reported_occupancy() {
+        let mut saved = ResourceReport::default();
+        let occupancy = |blocks| {
+            Some(crate::ptx::occupancy::Occupancy {
+                blocks_per_sm: blocks,
+                fraction: 0.0,
+                limiter: crate::ptx::occupancy::Limiter::Registers,
+            })
+        };
+        let row = |kernel: &str, blocks| report::KernelRow {
+            kernel: kernel.into(),
+            registers: 64,
+            spill_stores: 0,
+            spill_loads: 0,
+            static_shared: 0,
+            stack: 0,
+            threads_per_block: Some(256),
+            dynamic_shared: Some(0),
+            occupancy: occupancy(blocks),
+        };
+        saved
+            .archs
+            .insert("sm_80".into(), vec![row("margin_input_grad", 3)]);
+        // input grad's output is N×D: 4096/64 × 512/64 = 64 × 8 = 512 blocks; A100 holds
+        // 108 × 3 = 324 at once → 1.58 waves. No sm_90 rows: H100 has no number.
+        let t = waves_table((4096, 512, 10000), &saved).unwrap();
+        let line = t.lines().find(|l| l.contains("margin_input_grad")).unwrap();
+        assert!(
+            line.contains("512 blocks") && line.contains("A100 1.58 waves"),
+            "{line}"
+        );
+        assert!(line.contains("H100 - (no sm_90 occupancy"), "{line}");
+        assert!(t.contains("static model"), "{t}");
     }
 
     #[test]

@@ -22,9 +22,11 @@
 //!    tiles, so `S` is the innermost loop containing `L` whose own body (outside `L`) holds
 //!    a barrier (`BAR`); if there is none, `S = L`. When `S = L`, one stage is one
 //!    iteration of `L`. When `L` is nested in `S`, `L` runs `T` times per stage, where
-//!    `T = K / (F_L / A)` and `K` is the one constant `L`'s exit compares (`ISETP`/
-//!    `UISETP` with an immediate) test: the loop counter counts k-steps up to the stage
-//!    depth. No such unique constant (or one that `F_L / A` does not divide) is refused.
+//!    `T = K / (F_L / A)` and `K` is the one constant that the compares (`ISETP`/`UISETP`
+//!    with an immediate) deciding `L`'s exit test (traced back from the guard predicates
+//!    of the branches that leave `L` or return to its header): the assumption is that the
+//!    loop counter counts k-steps up to the stage depth. No such unique constant (or one
+//!    that `F_L / A` does not divide) is refused.
 //! 6. **Stage mix.** Every instruction of `S`'s body counted once, those of `L` (and of
 //!    loops nested in `L`) `T` times: the steady state, where both sides of a branch
 //!    inside the stage count (e.g. the prefetch that the last stage skips). Other loops in
@@ -560,7 +562,7 @@ pub fn analyse(f: &SassFunction) -> Verdict {
     let iterations_per_stage = if stage_loop == main {
         1
     } else {
-        match stage_constant(ins, &cfg, main_blocks) {
+        match stage_constant(ins, &cfg, main_blocks, loops[main].header) {
             Ok(depth) if depth.is_multiple_of(k_steps_per_iteration) && depth > 0 => {
                 depth / k_steps_per_iteration
             }
@@ -574,7 +576,7 @@ pub fn analyse(f: &SassFunction) -> Verdict {
             Err(found) => {
                 return Verdict::Refused(format!(
                     "main loop {} is nested in the stage loop {} and its trip count is not \
-                     static: its compares test {found} instead of one constant",
+                     static: its exit is decided by {found}, not by one constant",
                     at(loop_span),
                     at(span(ins, &cfg, &loops[stage_loop].blocks))
                 ));
@@ -604,42 +606,253 @@ pub fn analyse(f: &SassFunction) -> Verdict {
     })
 }
 
-/// The one immediate that `ISETP`/`UISETP` compares in `blocks` test (the loop bound);
-/// `Err` describes what was found otherwise.
-fn stage_constant(ins: &[Instruction], cfg: &Cfg, blocks: &BTreeSet<usize>) -> Result<u64, String> {
+/// Predicate register name of an operand (`P1`, `!UP0`), `None` for `PT`/`UPT` and
+/// anything else.
+fn predicate(operand: &str) -> Option<&str> {
+    let p = operand.trim().trim_start_matches('!');
+    let digits = p.strip_prefix("UP").or_else(|| p.strip_prefix('P'))?;
+    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then_some(p)
+}
+
+/// The loop bound: the one immediate tested by the compares (`ISETP`/`UISETP`) that decide
+/// whether the loop of header `header` goes on. Those are found by following, backwards
+/// through one iteration, the guard predicate of every conditional branch that leaves the
+/// loop or returns to its header, through the instructions that write it (`PLOP3`,
+/// chained compares, `.EX` halves); compares elsewhere in the body (bounds checks) do not
+/// count. `Err` describes what was found instead.
+fn stage_constant(
+    ins: &[Instruction],
+    cfg: &Cfg,
+    blocks: &BTreeSet<usize>,
+    header: usize,
+) -> Result<u64, String> {
+    let order = iteration_order(cfg, blocks, header);
+    let header_address = ins[cfg.blocks[header].start].address;
+    let inside = |address: u64| {
+        blocks.iter().any(|&b| {
+            ins[cfg.blocks[b].start].address <= address
+                && address <= ins[cfg.blocks[b].end - 1].address
+        })
+    };
     let mut constants = BTreeSet::new();
     let mut non_constant = 0;
-    for i in blocks
-        .iter()
-        .flat_map(|&b| &ins[cfg.blocks[b].start..cfg.blocks[b].end])
-    {
-        if !matches!(i.base(), "ISETP" | "UISETP") {
+    for (pos, &k) in order.iter().enumerate() {
+        let branch = &ins[k];
+        let Some(target) = branch.branch_target() else {
+            continue;
+        };
+        let Some(guard) = branch.guard.as_deref().and_then(predicate) else {
+            continue;
+        };
+        if target != header_address && inside(target) {
             continue;
         }
-        // The high half of a 64-bit compare (`.EX`) tests the upper words (RZ/URZ).
-        if i.opcode.split('.').any(|m| m == "EX") {
-            continue;
-        }
-        let immediate = i.operands.iter().find_map(|o| {
-            let o = o.trim();
-            o.strip_prefix("0x")
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .or_else(|| o.parse::<u64>().ok())
-        });
-        match immediate {
-            Some(v) => {
-                constants.insert(v);
+        // Walk back from the branch; each tracked predicate's nearest writer decides it.
+        let mut tracked: BTreeSet<String> = BTreeSet::from([guard.to_string()]);
+        for &j in order[..pos].iter().rev() {
+            let i = &ins[j];
+            let Some(dest) = i.operands.first().and_then(|o| predicate(o)) else {
+                continue;
+            };
+            if !tracked.remove(dest) {
+                continue;
             }
-            None => non_constant += 1,
+            // Predicate sources (after the destination): chained `.AND P0` inputs, PLOP3
+            // inputs, the `.EX` half's low-half result.
+            for o in &i.operands[1..] {
+                if let Some(p) = predicate(o) {
+                    tracked.insert(p.to_string());
+                }
+            }
+            let is_compare = matches!(i.base(), "ISETP" | "UISETP");
+            let high_half = i.opcode.split('.').any(|m| m == "EX");
+            if is_compare && !high_half {
+                let immediate = i.operands.iter().find_map(|o| {
+                    let o = o.trim();
+                    o.strip_prefix("0x")
+                        .and_then(|h| u64::from_str_radix(h, 16).ok())
+                        .or_else(|| o.parse::<u64>().ok())
+                });
+                match immediate {
+                    Some(v) => {
+                        constants.insert(v);
+                    }
+                    None => non_constant += 1,
+                }
+            }
+            if tracked.is_empty() {
+                break;
+            }
         }
     }
     match (constants.len(), non_constant) {
         (1, 0) => Ok(*constants.first().unwrap_or(&0)),
         (0, 0) => Err("no compare".into()),
         _ => Err(format!(
-            "{} distinct constants {:?} and {non_constant} compares with registers",
-            constants.len(),
-            constants
+            "{non_constant} compare(s) against a register or parameter and the constants \
+             {constants:?}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ptx::sass::parse_listing;
+
+    /// Hand-written listings; the expectations below are counted by hand from them.
+    const FIXTURES: &str = include_str!("sass_fixtures/loops.sass");
+
+    fn function(name: &str) -> SassFunction {
+        parse_listing(FIXTURES)
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("fixture {name} missing"))
+    }
+
+    fn main_loop(name: &str) -> MainLoop {
+        match analyse(&function(name)) {
+            Verdict::Main(m) => m,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cfg_and_loops_of_a_nested_kernel() {
+        let f = function("nested_stage");
+        let cfg = build_cfg(&f.instructions);
+        assert!(!cfg.has_indirect_branch);
+        let loops = natural_loops(&cfg);
+        // The stage loop and the inner loop; the `BRA self` spin after EXIT is unreachable
+        // and not a loop.
+        assert_eq!(loops.len(), 2, "{loops:?}");
+        assert_eq!(loops[0].parent, None);
+        assert_eq!(loops[1].parent, Some(0));
+        assert!(loops[1].blocks.is_subset(&loops[0].blocks));
+        let header = |l: &Loop| f.instructions[cfg.blocks[l.header].start].address;
+        assert_eq!((header(&loops[0]), header(&loops[1])), (0x50, 0xe0));
+    }
+
+    #[test]
+    fn flat_stage_loop_is_one_stage_per_iteration() {
+        let m = main_loop("flat_stage");
+        assert_eq!(m.loop_span, (0x40, 0x250));
+        assert_eq!(m.stage_span, m.loop_span);
+        assert_eq!(
+            (
+                m.ffma_per_iteration,
+                m.accumulators,
+                m.k_steps_per_iteration,
+                m.iterations_per_stage,
+                m.k_steps_per_stage
+            ),
+            (16, 4, 4, 1, 4)
+        );
+        let s = &m.stage;
+        assert_eq!((s.instructions, s.ffma, s.barriers), (34, 16, 2));
+        assert_eq!(s.shared_loads, BTreeMap::from([(64, 8)]));
+        assert_eq!(s.shared_stores, BTreeMap::from([(128, 2)]));
+        assert_eq!(s.global_loads, BTreeMap::from([("LDG.128".to_string(), 2)]));
+        assert_eq!(s.shared_load_bytes(), 64);
+        assert_eq!(s.ffma_per_shared_byte(), Some(0.25));
+        assert_eq!(s.ffma_per_shared_load(), Some(2.0));
+        assert_eq!(s.local_loads + s.local_stores, 0);
+    }
+
+    #[test]
+    fn nested_loop_counts_the_inner_loop_trip_times() {
+        let m = main_loop("nested_stage");
+        assert_eq!(m.loop_span, (0xe0, 0x240));
+        assert_eq!(m.stage_span, (0x50, 0x260));
+        // 8 FFMA, 4 chain heads (the renamed R20 → R12 chain counts once): 2 k-steps per
+        // iteration; the exit compares against 8: 4 iterations per stage.
+        assert_eq!(
+            (
+                m.ffma_per_iteration,
+                m.accumulators,
+                m.k_steps_per_iteration,
+                m.iterations_per_stage,
+                m.k_steps_per_stage
+            ),
+            (8, 4, 2, 4, 8)
+        );
+        // The bounds-check compare in the inner loop (against a parameter) does not decide
+        // the exit and does not disturb the trip count.
+        // 11 stage-loop instructions (both sides of the prefetch branch) + 4 × 23.
+        let s = &m.stage;
+        assert_eq!((s.instructions, s.ffma, s.barriers), (103, 32, 2));
+        assert_eq!(s.shared_loads, BTreeMap::from([(32, 32)]));
+        assert_eq!(s.shared_stores, BTreeMap::from([(32, 2)]));
+        assert_eq!(s.global_loads, BTreeMap::from([("LD.32".to_string(), 2)]));
+        assert!((s.ffma_density() - 32.0 / 103.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn partially_unrolled_loop_beats_its_remainder() {
+        let m = main_loop("unrolled_with_remainder");
+        assert_eq!(m.loop_span, (0x50, 0x180));
+        assert_eq!(
+            m.stage_span, m.loop_span,
+            "no barrier: one iteration is the stage"
+        );
+        assert_eq!(
+            (m.ffma_per_iteration, m.accumulators, m.k_steps_per_stage),
+            (8, 2, 4)
+        );
+        let s = &m.stage;
+        assert_eq!((s.instructions, s.ffma, s.barriers), (20, 8, 0));
+        assert_eq!(
+            s.global_loads,
+            BTreeMap::from([("LDG.32".to_string(), 4), ("LDG.64".to_string(), 4)])
+        );
+        assert!(s.shared_loads.is_empty() && s.ffma_per_shared_byte().is_none());
+    }
+
+    #[test]
+    fn refuses_ambiguous_and_dynamic_loops_with_the_reason() {
+        let Verdict::Refused(m) = analyse(&function("two_equal_loops")) else {
+            panic!("two equal loops must be refused");
+        };
+        assert!(m.contains("ambiguous"), "{m}");
+        assert!(m.contains("0x10..0x60") && m.contains("0x70..0xc0"), "{m}");
+
+        let Verdict::Refused(m) = analyse(&function("nested_dynamic_trip")) else {
+            panic!("a trip count read from a parameter must be refused");
+        };
+        assert!(
+            m.contains("0xe0..0x240") && m.contains("0x50..0x260"),
+            "{m}"
+        );
+        assert!(
+            m.contains("1 compare(s) against a register or parameter"),
+            "{m}"
+        );
+        assert!(m.contains("not static"), "{m}");
+    }
+
+    #[test]
+    fn kernels_without_an_ffma_loop_are_reported_as_such() {
+        assert_eq!(analyse(&function("straight_line")), Verdict::NoFfmaLoop);
+        let empty = SassFunction::default();
+        assert_eq!(analyse(&empty), Verdict::NoFfmaLoop);
+    }
+
+    #[test]
+    fn predicates_are_named() {
+        assert_eq!(predicate("!UP0"), Some("UP0"));
+        assert_eq!(predicate("P3"), Some("P3"));
+        for not in ["PT", "UPT", "R3", "0x10", "P"] {
+            assert_eq!(predicate(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn operands_name_registers_only() {
+        assert_eq!(register("R44.reuse"), Some("R44"));
+        assert_eq!(register("-R3"), Some("R3"));
+        assert_eq!(register("|R7|"), Some("R7"));
+        for not in ["RZ", "R", "0x10", "c[0x0][0x160]", "UR4", "P0", "[R2.64]"] {
+            assert_eq!(register(not), None, "{not}");
+        }
     }
 }

@@ -131,6 +131,8 @@ pub fn cublas_layout(kernel: &str) -> Option<&'static str> {
 pub struct Anchor {
     /// `tn`, `nn` or `nt`.
     pub layout: String,
+    /// A short name for tables (`ampere_sgemm_128x128_tn`, `sm80_xmma 128x128x8 tn`).
+    pub label: String,
     /// The analysis, as for the crate's kernels.
     pub row: SassRow,
 }
@@ -225,7 +227,7 @@ pub fn table(arch: &str, rows: &[SassRow], anchors: Option<&Anchors>) -> String 
             .and_then(|a| {
                 let base = a.row.ffma_density?;
                 let own = r.ffma_density?;
-                Some(format!("{:.2}× {} ({:.3})", own / base, a.row.kernel, base))
+                Some(format!("{:.2}× {} ({:.3})", own / base, a.label, base))
             })
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
@@ -336,4 +338,158 @@ pub fn compare(
         }
     }
     (lines, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ptx::sass::parse_listing;
+    use crate::ptx::sass_model::Limit;
+
+    fn rows(arch: &str) -> Vec<SassRow> {
+        parse_listing(include_str!("sass_fixtures/loops.sass"))
+            .iter()
+            .map(|f| row(arch, f))
+            .collect()
+    }
+
+    fn find<'a>(rows: &'a [SassRow], name: &str) -> &'a SassRow {
+        rows.iter().find(|r| r.kernel == name).unwrap()
+    }
+
+    #[test]
+    fn rows_carry_density_and_the_static_bound() {
+        let r80 = rows("sm_80");
+        let flat = find(&r80, "flat_stage");
+        assert_eq!(flat.status, LoopStatus::MainLoop);
+        assert!((flat.ffma_density.unwrap() - 16.0 / 34.0).abs() < 1e-12);
+        // A100: FP32 16/2 = 8 cycles, issue 34/4 = 8.5, shared 8 LDS + 2 STS = 10 → 0.8.
+        let b = flat.peak_bound.as_ref().unwrap();
+        assert_eq!((b.gpu.as_str(), b.limit), ("A100", Limit::Shared));
+        assert!((b.fraction - 0.8).abs() < 1e-12);
+        // H100: FP32 4 cycles against shared 10 → 0.4.
+        let h = find(&rows("sm_90"), "flat_stage")
+            .peak_bound
+            .clone()
+            .unwrap();
+        assert!((h.fraction - 0.4).abs() < 1e-12 && h.gpu == "H100");
+        // No model for sm_86: counts, no bound.
+        assert!(find(&rows("sm_86"), "flat_stage").peak_bound.is_none());
+        assert_eq!(find(&r80, "straight_line").status, LoopStatus::NoFfmaLoop);
+        let refused = find(&r80, "two_equal_loops");
+        assert_eq!(refused.status, LoopStatus::Refused);
+        assert!(refused.note.as_deref().unwrap().contains("ambiguous"));
+
+        let table = table("sm_80", &r80, None);
+        assert!(
+            table.contains("static count; bound = static model, A100"),
+            "{table}"
+        );
+        assert!(table.contains("no FFMA loop"), "{table}");
+        assert!(table.contains("refused: ambiguous"), "{table}");
+        assert!(
+            table.contains("8×64b") && table.contains("2×LDG.128"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn layouts_pair_by_family_prefix() {
+        assert_eq!(cublas_layout("margin_forward"), Some("tn"));
+        assert_eq!(cublas_layout("margin_forward_128x128"), Some("tn"));
+        assert_eq!(cublas_layout("margin_input_grad_splitk"), Some("nn"));
+        assert_eq!(cublas_layout("margin_weight_grad"), Some("nt"));
+        assert_eq!(cublas_layout("row_norms"), None);
+    }
+
+    #[test]
+    fn ratio_to_the_anchor_of_the_same_layout_and_arch() {
+        let mut r = rows("sm_80");
+        r.retain(|r| r.kernel == "flat_stage");
+        r[0].kernel = "margin_forward_test".into();
+        let mut anchor = r[0].clone();
+        anchor.kernel = "ampere_sgemm_128x128_tn".into();
+        anchor.ffma_density = Some(0.94117647);
+        let anchors = Anchors {
+            archs: BTreeMap::from([(
+                "sm_80".to_string(),
+                vec![Anchor {
+                    layout: "tn".into(),
+                    label: "ampere_sgemm_128x128_tn".into(),
+                    row: anchor,
+                }],
+            )]),
+        };
+        let json = serde_json::to_string(&anchors).unwrap();
+        assert_eq!(serde_json::from_str::<Anchors>(&json).unwrap(), anchors);
+        let t = table("sm_80", &r, Some(&anchors));
+        // 0.4706 / 0.9412 = 0.50.
+        assert!(t.contains("0.50× ampere_sgemm_128x128_tn (0.941)"), "{t}");
+        // No anchor on sm_90: no ratio.
+        assert!(!table("sm_90", &r, Some(&anchors)).contains("ampere_sgemm"));
+    }
+
+    #[test]
+    fn gate_fails_on_a_density_drop_beyond_tolerance_or_a_lost_loop() {
+        let base = BTreeMap::from([("sm_80".to_string(), rows("sm_80"))]);
+        let (lines, failures) = compare(&base, &base);
+        assert!(
+            lines.is_empty() && failures.is_empty(),
+            "{lines:?} {failures:?}"
+        );
+
+        let mut now = base.clone();
+        let flat = now
+            .get_mut("sm_80")
+            .unwrap()
+            .iter_mut()
+            .find(|r| r.kernel == "flat_stage")
+            .unwrap();
+        let old = flat.ffma_density.unwrap();
+        flat.ffma_density = Some(old - 0.019);
+        let (lines, failures) = compare(&base, &now);
+        assert!(failures.is_empty(), "within tolerance: {failures:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("FFMA density 0.471 -> 0.452"),
+            "{lines:?}"
+        );
+
+        let flat = now
+            .get_mut("sm_80")
+            .unwrap()
+            .iter_mut()
+            .find(|r| r.kernel == "flat_stage")
+            .unwrap();
+        flat.ffma_density = Some(old - 0.021);
+        let (_, failures) = compare(&base, &now);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].contains("[sm_80] flat_stage: FFMA density dropped"));
+
+        let lost = now
+            .get_mut("sm_80")
+            .unwrap()
+            .iter_mut()
+            .find(|r| r.kernel == "nested_stage")
+            .unwrap();
+        lost.ffma_density = None;
+        lost.main_loop = None;
+        lost.status = LoopStatus::Refused;
+        lost.note = Some("ambiguous main loop".into());
+        let (_, failures) = compare(&base, &now);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures[1].contains("nested_stage") && failures[1].contains("ambiguous"));
+
+        // A new kernel and a vanished one are reported, not failed.
+        let mut renamed = base.clone();
+        renamed.get_mut("sm_80").unwrap()[0].kernel = "flat_stage_v2".into();
+        let (lines, failures) = compare(&base, &renamed);
+        assert!(failures.is_empty());
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("flat_stage_v2: new kernel"))
+        );
+        assert!(lines.iter().any(|l| l.contains("flat_stage: gone")));
+    }
 }
