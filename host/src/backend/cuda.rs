@@ -35,7 +35,7 @@ use cust::event::{Event, EventFlags};
 use cust::memory::bytemuck::Zeroable;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
 use cust::stream::{Stream, StreamFlags};
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, SplitKParams};
+use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
