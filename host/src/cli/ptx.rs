@@ -74,6 +74,25 @@ pub struct Args {
     /// workspace).
     #[arg(long, value_name = "FILE")]
     anchors: Option<PathBuf>,
+    /// Run the margin kernels' PTX on the CPU interpreter for one training problem of this
+    /// shape and print warp-level statistics per kernel and PTX line (global sectors per
+    /// request, shared bank conflicts, instruction counts). Needs no ptxas.
+    #[arg(long, value_name = "N,D,C", value_parser = parse_shape)]
+    sim: Option<(usize, usize, usize)>,
+    /// With --sim: report only kernels whose entry name contains this (repeatable).
+    #[arg(long, value_name = "NAME", requires = "sim")]
+    kernel: Vec<String>,
+    /// With --sim: the margin of the forward pass.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "lsoftmax:m=4,beta=0",
+        requires = "sim"
+    )]
+    margin: String,
+    /// With --sim: interpret this PTX file instead of building the kernels.
+    #[arg(long, value_name = "FILE", requires = "sim")]
+    ptx: Option<PathBuf>,
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
@@ -150,6 +169,13 @@ impl From<crate::Error> for Failure {
 
 /// `Ok(true)` if everything passed.
 fn run_inner(args: &Args) -> Result<bool, Failure> {
+    if let Some(shape) = args.sim {
+        let margin = crate::margin::Margin::parse(&args.margin)
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let report = super::ptx_sim::report(shape, margin, &args.kernel, args.ptx.as_deref())?;
+        print!("{report}");
+        return Ok(true);
+    }
     // Read the baseline first: a bad file should not cost a PTX build.
     let baseline = match &args.baseline {
         Some(path) => Some(read_report(path)?),
