@@ -280,10 +280,12 @@ fn profile_runs_through_a_working_stand_in() {
     );
     // The stand-in's events report 1 ms whatever ran: only the shape of the report is
     // checked here.
+    assert!(stdout.starts_with("margin_forward"), "{stdout}");
     assert!(
-        stdout.contains("margin_forward on Stand-in GPU (works): N = 4, D = 3, C = 5"),
+        stdout.contains(" on Stand-in GPU (works): N = 4, D = 3, C = 5"),
         "{stdout}"
     );
+    assert!(stdout.contains(" us per launch (CUDA events)"), "{stdout}");
 }
 
 /// Runs the test `name` of this binary in a child process with the stand-in in `mode`
