@@ -147,6 +147,25 @@ impl std::fmt::Display for KernelVariant {
     }
 }
 
+/// PTX entries of the rungs above rung 0 and of split-K: `lsoftmax ptx --check` fails if
+/// one is missing (rung 0's are in `ptx::EXPECTED_ENTRIES`).
+pub const LADDER_ENTRIES: &[&str] = &[
+    "margin_forward_unrolled",
+    "margin_input_grad_unrolled",
+    "margin_weight_grad_unrolled",
+    "margin_forward_micro8",
+    "margin_input_grad_micro8",
+    "margin_weight_grad_micro8",
+    "margin_forward_ldg",
+    "margin_input_grad_ldg",
+    "margin_weight_grad_ldg",
+    "margin_forward_dbuf",
+    "margin_input_grad_dbuf",
+    "margin_weight_grad_dbuf",
+    SPLITK_KERNEL,
+    SPLITK_REDUCE_KERNEL,
+];
+
 /// Whether the input gradient may be split along K = C ([`input_grad_launch`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SplitK {
@@ -573,6 +592,14 @@ mod tests {
             );
         }
         assert_eq!(KernelVariant::default(), KernelVariant::Ldg);
+        for v in &KernelVariant::ALL[1..] {
+            for e in v.entries() {
+                assert!(
+                    LADDER_ENTRIES.contains(&e),
+                    "{e} missing from LADDER_ENTRIES"
+                );
+            }
+        }
         assert_eq!(block_shape(SPLITK_REDUCE_KERNEL), Some((256, 0)));
     }
 

@@ -266,8 +266,17 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
             println!("  {w}");
         }
         saved.archs.insert(arch.to_string(), rows);
-        let expected: &[&str] = if args.check { EXPECTED_ENTRIES } else { &[] };
-        let problems = ptx::gate_problems(&report, &entries, expected);
+        // Rung 0's kernels and the kernel ladder's variants (backend/launch.rs).
+        let expected: Vec<&str> = if args.check {
+            EXPECTED_ENTRIES
+                .iter()
+                .chain(crate::backend::launch::LADDER_ENTRIES)
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let problems = ptx::gate_problems(&report, &entries, &expected);
         for p in &problems {
             println!("  FAIL [{arch}] {p}");
         }
@@ -536,10 +545,11 @@ fn summary(ok: bool, output: &PtxOutput, density_gate: bool) {
     if ok {
         println!(
             "ptx check: OK ({} assembled for {} with no errors, no spills; expected \
-             entries present: {}{})",
+             entries present: {} and the {} kernel-ladder entries{})",
             output.path.display(),
             CHECK_ARCHS.join(", "),
             EXPECTED_ENTRIES.join(", "),
+            crate::backend::launch::LADDER_ENTRIES.len(),
             if density_gate {
                 "; no FFMA density dropped by more than 0.02 from the baseline"
             } else {
