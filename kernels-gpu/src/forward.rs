@@ -137,31 +137,36 @@ fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
     let (row0_32, col0_32) = (row0 as u32, col0 as u32);
 
     // Both operands are rows with k contiguous: runs along k of one X row and one W row.
-    let gemm = |fetch: Fetch| {
-        gemm_wide::main_loop::<M, DB, _, _>(
-            0,
-            p.d,
-            gemm_wide::Staging::Transpose,
-            |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
-            gemm_wide::Staging::Transpose,
-            |k, cl| {
-                fetch_run(
-                    fetch,
-                    w,
-                    col0_32 + cl < p.c,
-                    (col0 + cl as usize) * d,
-                    k,
-                    p.d,
-                )
-            },
-        )
-    };
+    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
+    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
+    macro_rules! gemm {
+        ($fetch:expr, $unroll:expr) => {{
+            let fetch: Fetch = $fetch;
+            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+                0,
+                p.d,
+                gemm_wide::Staging::Transpose,
+                |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
+                gemm_wide::Staging::Transpose,
+                |k, cl| {
+                    fetch_run(
+                        fetch,
+                        w,
+                        col0_32 + cl < p.c,
+                        (col0 + cl as usize) * d,
+                        k,
+                        p.d,
+                    )
+                },
+            )
+        }};
+    }
     let acc = if !NC {
-        gemm(Fetch::Scalar)
+        gemm!(Fetch::Scalar, true)
     } else if d.is_multiple_of(4) && x.is_vec4_aligned() && w.is_vec4_aligned() {
-        gemm(Fetch::Vector)
+        gemm!(Fetch::Vector, true)
     } else {
-        gemm(Fetch::ScalarNc)
+        gemm!(Fetch::ScalarNc, false)
     };
 
     unroll!(M, i => {
@@ -188,7 +193,7 @@ fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
 
 kernel! {
     /// Rung (a) of [`margin_forward`]: 64×64 tile, 4×4 thread tile, stage unrolled by
-    /// construction, 128-bit shared loads (see [`crate::gemm_wide`]).
+    /// construction, 128-bit shared loads (`gemm_wide.rs`).
     pub fn margin_forward_unrolled(
         p: ForwardParams,
         x: Global<f32>,

@@ -184,9 +184,10 @@ fn store_run<const M: usize>(
 }
 
 /// One stage's arithmetic on buffer `buf`: `TK` rank-1 updates of the thread tile, each
-/// from `M/4` 128-bit loads of A and of B.
+/// from `M/4` 128-bit loads of A and of B; unrolled by construction if `UNROLL`, else a
+/// plain loop (left to LLVM: the compact form of the rarely used fallback paths).
 #[inline(always)]
-fn compute_stage<const M: usize>(
+fn compute_stage<const M: usize, const UNROLL: bool>(
     sh: Shared<f32>,
     buf: usize,
     tx: usize,
@@ -195,12 +196,40 @@ fn compute_stage<const M: usize>(
 ) {
     let base = buf * stage_floats(M);
     let b_base = base + stage_depth(M) * stride(M);
-    unroll!(stage_depth(M), kk => {
+    if UNROLL {
+        unroll!(stage_depth(M), kk => {
+            rank_one_update::<M>(sh, base + kk * stride(M), b_base + kk * stride(M), tx, ty, acc);
+        });
+    } else {
+        for kk in 0..stage_depth(M) {
+            rank_one_update::<M>(
+                sh,
+                base + kk * stride(M),
+                b_base + kk * stride(M),
+                tx,
+                ty,
+                acc,
+            );
+        }
+    }
+}
+
+/// One k-step: the thread tile += (A fragment at float `a_row`) ⊗ (B fragment at `b_row`).
+#[inline(always)]
+fn rank_one_update<const M: usize>(
+    sh: Shared<f32>,
+    a_row: usize,
+    b_row: usize,
+    tx: usize,
+    ty: usize,
+    acc: &mut [[f32; M]; M],
+) {
+    {
         let mut a = [0.0f32; M];
         let mut b = [0.0f32; M];
         for g in 0..M / 4 {
-            let va = sh.get4(base + kk * stride(M) + 64 * g + 4 * ty);
-            let vb = sh.get4(b_base + kk * stride(M) + 64 * g + 4 * tx);
+            let va = sh.get4(a_row + 64 * g + 4 * ty);
+            let vb = sh.get4(b_row + 64 * g + 4 * tx);
             for e in 0..4 {
                 a[4 * g + e] = va[e];
                 b[4 * g + e] = vb[e];
@@ -211,7 +240,7 @@ fn compute_stage<const M: usize>(
                 acc[i][j] = fma(a[i], b[j], acc[i][j]);
             }
         }
-    });
+    }
 }
 
 /// Runs the K loop over `k_begin..k_end` for this thread's `M × M` tile and returns it
@@ -224,7 +253,7 @@ fn compute_stage<const M: usize>(
 /// must call this (it synchronises the block); it ends on a barrier, so the caller may
 /// reuse the shared memory.
 #[inline(always)]
-pub(crate) fn main_loop<const M: usize, const DB: bool, FA, FB>(
+pub(crate) fn main_loop<const M: usize, const DB: bool, const UNROLL: bool, FA, FB>(
     k_begin: u32,
     k_end: u32,
     a_staging: Staging,
@@ -270,7 +299,7 @@ where
             if next < k_end {
                 (va, vb) = fetch(next);
             }
-            compute_stage::<M>(sh, buf, tx, ty, &mut acc);
+            compute_stage::<M, UNROLL>(sh, buf, tx, ty, &mut acc);
             if next < k_end {
                 store(buf ^ 1, va, vb);
             }
@@ -287,7 +316,7 @@ where
             if next < k_end {
                 (va, vb) = fetch(next);
             }
-            compute_stage::<M>(sh, 0, tx, ty, &mut acc);
+            compute_stage::<M, UNROLL>(sh, 0, tx, ty, &mut acc);
             device::sync_threads();
             k0 = next;
         }

@@ -119,35 +119,40 @@ fn input_grad_tile<const M: usize, const DB: bool, const NC: bool>(
         (u32::MAX, 1.0)
     };
     let col0_32 = col0 as u32;
-    let gemm = |fetch: Fetch| {
-        gemm_wide::main_loop::<M, DB, _, _>(
-            k_begin,
-            k_end,
-            gemm_wide::Staging::Transpose,
-            |k, _| {
-                let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
-                let rel = target.wrapping_sub(k);
-                for (e, ve) in (0u32..).zip(v.iter_mut()) {
-                    if rel == e {
-                        *ve *= p_row;
+    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
+    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
+    macro_rules! gemm {
+        ($fetch:expr, $unroll:expr) => {{
+            let fetch: Fetch = $fetch;
+            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+                k_begin,
+                k_end,
+                gemm_wide::Staging::Transpose,
+                |k, _| {
+                    let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
+                    let rel = target.wrapping_sub(k);
+                    for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                        if rel == e {
+                            *ve *= p_row;
+                        }
                     }
-                }
-                v
-            },
-            gemm_wide::Staging::Direct,
-            |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
-        )
-    };
+                    v
+                },
+                gemm_wide::Staging::Direct,
+                |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
+            )
+        }};
+    }
     if !NC {
-        gemm(Fetch::Scalar)
+        gemm!(Fetch::Scalar, true)
     } else if c.is_multiple_of(4)
         && d.is_multiple_of(4)
         && g.is_vec4_aligned()
         && w.is_vec4_aligned()
     {
-        gemm(Fetch::Vector)
+        gemm!(Fetch::Vector, true)
     } else {
-        gemm(Fetch::ScalarNc)
+        gemm!(Fetch::ScalarNc, false)
     }
 }
 
@@ -186,7 +191,7 @@ fn input_grad_wide<const M: usize, const DB: bool, const NC: bool>(
 }
 
 kernel! {
-    /// Rung (a) of [`margin_input_grad`] (see [`crate::gemm_wide`]).
+    /// Rung (a) of [`margin_input_grad`] (`gemm_wide.rs`).
     pub fn margin_input_grad_unrolled(
         p: GradParams,
         g: Global<f32>,

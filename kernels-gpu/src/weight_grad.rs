@@ -124,39 +124,44 @@ fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
 
     let (row0_32, col0_32) = (row0 as u32, col0 as u32);
     // A stage of G is `[sample][class]` and of X `[sample][column]`: both direct.
-    let gemm = |fetch: Fetch| {
-        gemm_wide::main_loop::<M, DB, _, _>(
-            0,
-            p.n,
-            gemm_wide::Staging::Direct,
-            |i, cl| {
-                let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
-                if i < p.n {
-                    // Unconditional loads and selects: no branch in the main loop.
-                    let rel = labels.get(i as usize).wrapping_sub(row0_32 + cl);
-                    let p_i = cache_p.get(i as usize);
-                    for (e, ve) in (0u32..).zip(v.iter_mut()) {
-                        if e == rel {
-                            *ve *= p_i;
+    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
+    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
+    macro_rules! gemm {
+        ($fetch:expr, $unroll:expr) => {{
+            let fetch: Fetch = $fetch;
+            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+                0,
+                p.n,
+                gemm_wide::Staging::Direct,
+                |i, cl| {
+                    let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
+                    if i < p.n {
+                        // Unconditional loads and selects: no branch in the main loop.
+                        let rel = labels.get(i as usize).wrapping_sub(row0_32 + cl);
+                        let p_i = cache_p.get(i as usize);
+                        for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                            if e == rel {
+                                *ve *= p_i;
+                            }
                         }
                     }
-                }
-                v
-            },
-            gemm_wide::Staging::Direct,
-            |i, cl| fetch_run(fetch, x, i < p.n, i as usize * d, col0_32 + cl, p.d),
-        )
-    };
+                    v
+                },
+                gemm_wide::Staging::Direct,
+                |i, cl| fetch_run(fetch, x, i < p.n, i as usize * d, col0_32 + cl, p.d),
+            )
+        }};
+    }
     let acc = if !NC {
-        gemm(Fetch::Scalar)
+        gemm!(Fetch::Scalar, true)
     } else if c.is_multiple_of(4)
         && d.is_multiple_of(4)
         && g.is_vec4_aligned()
         && x.is_vec4_aligned()
     {
-        gemm(Fetch::Vector)
+        gemm!(Fetch::Vector, true)
     } else {
-        gemm(Fetch::ScalarNc)
+        gemm!(Fetch::ScalarNc, false)
     };
 
     let mut gamma_part = [0.0f32; M];
@@ -196,7 +201,7 @@ fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
 }
 
 kernel! {
-    /// Rung (a) of [`margin_weight_grad`] (see [`crate::gemm_wide`]).
+    /// Rung (a) of [`margin_weight_grad`] (`gemm_wide.rs`).
     pub fn margin_weight_grad_unrolled(
         p: GradParams,
         g: Global<f32>,

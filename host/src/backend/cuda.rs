@@ -10,11 +10,11 @@
 //! nothing on the device.
 //!
 //! Errors: every driver error carries the driver's numeric code with its
-//! `cuGetErrorName`/`cuGetErrorString` text ([`driver::describe`]); cust's `Display` for
+//! `cuGetErrorName`/`cuGetErrorString` text (`driver::describe`); cust's `Display` for
 //! its error type is never used (it can panic). A backend that cannot start because there
 //! is no driver or no device returns [`Error::BackendUnavailable`]; every other startup
 //! failure is an [`Error::Backend`]. After a fault that destroys the context (an illegal
-//! address, say), every later call reports "context lost after: <the first error>".
+//! address, say), every later call reports `context lost after: <the first error>`.
 //!
 //! Nothing of this file has run on a GPU where it was written (no device there); it is
 //! type-checked and linted in CI, and run against a stand-in driver library that answers
@@ -557,7 +557,10 @@ fn function(state: &mut State, plan: &LaunchPlan) -> Result<driver::Handle> {
             let name = CString::new(plan.kernel)
                 .map_err(|_| backend_error(format!("kernel name {:?} has a NUL", plan.kernel)))?;
             let raw = state.module.function(&name).map_err(|e| {
-                backend_error(format!("kernel {} not in the PTX: {e}", plan.kernel))
+                backend_error(format!(
+                    "looking up kernel {} in the PTX module: {e}",
+                    plan.kernel
+                ))
             })?;
             state.functions.push(CachedFunction {
                 kernel: plan.kernel,
