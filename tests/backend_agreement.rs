@@ -210,13 +210,20 @@ mod ptx_shared {
     /// The shared module, launching `choice`'s kernels.
     pub fn shared(choice: KernelChoice) -> Result<Box<dyn Backend>, String> {
         static SHARED: OnceLock<Result<Arc<PtxBackend>, String>> = OnceLock::new();
-        match SHARED.get_or_init(|| PtxBackend::new().map(Arc::new).map_err(|e| e.to_string())) {
-            Ok(b) => Ok(Box::new(Shared(Arc::new(b.with_choice(choice))))),
-            // CI sets LSOFTMAX_REQUIRE_PTX=1 after installing the tools: there, a PTX
-            // that does not build is a failure, not a skip.
-            Err(reason) if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_some() => {
-                panic!("LSOFTMAX_REQUIRE_PTX is set and the ptx backend failed: {reason}")
+        let made = SHARED.get_or_init(|| match PtxBackend::new() {
+            Ok(b) => Ok(Arc::new(b)),
+            // Only a missing toolchain skips; CI sets LSOFTMAX_REQUIRE_PTX=1 after
+            // installing the tools, where even that fails.
+            Err(e @ lsoftmax::Error::Toolchain { .. })
+                if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_none() =>
+            {
+                Err(e.to_string())
             }
+            // A PTX the interpreter cannot parse or load is a failure, never a skip.
+            Err(e) => panic!("the ptx backend failed to start: {e}"),
+        });
+        match made {
+            Ok(b) => Ok(Box::new(Shared(Arc::new(b.with_choice(choice))))),
             Err(reason) => Err(reason.clone()),
         }
     }

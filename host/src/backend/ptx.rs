@@ -63,16 +63,25 @@ impl PtxBackend {
     /// toolchain (cached by cargo under the target directory, and per process).
     /// Errors when the nightly toolchain or its rust-src is missing.
     pub fn new() -> Result<Self> {
-        static BUILT: OnceLock<std::result::Result<(String, String), String>> = OnceLock::new();
+        // Ok(text, path), or Err(missing tool?, message).
+        type Built = std::result::Result<(String, String), (Option<String>, String)>;
+        static BUILT: OnceLock<Built> = OnceLock::new();
         let built = BUILT.get_or_init(|| {
             let arch = crate::ptx::compile::embedded_arch();
-            crate::ptx::build(&arch, true)
-                .map(|out| (out.text, out.path.display().to_string()))
-                .map_err(|e| e.to_string())
+            match crate::ptx::build(&arch, true) {
+                Ok(out) => Ok((out.text, out.path.display().to_string())),
+                Err(Error::Toolchain { tool, message }) => Err((Some(tool), message)),
+                Err(e) => Err((None, e.to_string())),
+            }
         });
         match built {
             Ok((text, path)) => Self::from_ptx(text, path),
-            Err(e) => Err(backend_error(format!("building the kernels' PTX: {e}"))),
+            // A missing toolchain stays `Error::Toolchain`: tests skip on it and only on it.
+            Err((Some(tool), message)) => Err(Error::Toolchain {
+                tool: tool.clone(),
+                message: message.clone(),
+            }),
+            Err((None, e)) => Err(backend_error(format!("building the kernels' PTX: {e}"))),
         }
     }
 

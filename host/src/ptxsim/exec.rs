@@ -816,6 +816,68 @@ impl BlockState {
                         }
                     }
                 }
+                Op::Int16 { op, d, a, b } => {
+                    let (a, b) = (v!(*a), v!(*b));
+                    // Signed operations see the sign-extended 16-bit values.
+                    let signed = matches!(
+                        op,
+                        IntOp::ShrS | IntOp::MinS | IntOp::MaxS | IntOp::DivS | IntOp::RemS
+                    );
+                    let ext = |x: u64| {
+                        if signed {
+                            x as u16 as i16 as i32 as u32
+                        } else {
+                            u32::from(x as u16)
+                        }
+                    };
+                    let b32 = if matches!(op, IntOp::Shl | IntOp::ShrU | IntOp::ShrS) {
+                        b as u32
+                    } else {
+                        ext(b)
+                    };
+                    let shifted_out = matches!(op, IntOp::Shl | IntOp::ShrU) && b32 >= 16;
+                    match int32(*op, ext(a), b32) {
+                        Some(_) if shifted_out => r[*d as usize] = 0,
+                        Some(x) => r[*d as usize] = x & 0xffff,
+                        None => {
+                            break Err(self.fault(
+                                t,
+                                pc as u32,
+                                None,
+                                "integer division by zero".into(),
+                            ));
+                        }
+                    }
+                }
+                Op::Bfe {
+                    signed,
+                    w64,
+                    d,
+                    a,
+                    b,
+                    c,
+                } => {
+                    let width = if *w64 { 64 } else { 32 };
+                    let x = if *w64 { v!(*a) } else { v!(*a) & 0xffff_ffff };
+                    let pos = (v!(*b) & 0xff) as u32;
+                    let len = (v!(*c) & 0xff) as u32;
+                    let msb = if len == 0 {
+                        0
+                    } else {
+                        (pos + len - 1).min(width - 1)
+                    };
+                    let sbit = *signed && len != 0 && pos < width && (x >> msb) & 1 == 1;
+                    let mut out = 0u64;
+                    for i in 0..width {
+                        let bit = if i < len && pos + i <= msb && pos + i < width {
+                            (x >> (pos + i)) & 1 == 1
+                        } else {
+                            sbit
+                        };
+                        out |= u64::from(bit) << i;
+                    }
+                    r[*d as usize] = out;
+                }
                 Op::IntUn { op, w64, d, a } => {
                     let a = v!(*a);
                     r[*d as usize] = match (op, w64) {

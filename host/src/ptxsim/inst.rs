@@ -495,6 +495,23 @@ pub enum Op {
         a: Src,
         b: Src,
     },
+    /// 16-bit integer operation (`.u16`, `.s16`, `.b16`), computed on the sign- or
+    /// zero-extended values and truncated to 16 bits.
+    Int16 {
+        op: IntOp,
+        d: u32,
+        a: Src,
+        b: Src,
+    },
+    /// `bfe.{u,s}{32,64} d, a, pos, len`.
+    Bfe {
+        signed: bool,
+        w64: bool,
+        d: u32,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
     IntUn {
         op: UnOp,
         w64: bool,

@@ -461,6 +461,55 @@ pub fn entry_params(text: &str) -> PResult<HashMap<String, Vec<ParamDecl>>> {
     Ok(out)
 }
 
+/// Rewrites a `.reg` declaration inside scope `depth` with fresh names, recording them.
+fn scoped_declaration(
+    decl: &str,
+    depth: usize,
+    count: &mut usize,
+    scopes: &mut [HashMap<String, String>],
+) -> String {
+    let mut out = Vec::new();
+    for (i, word) in decl.split_whitespace().enumerate() {
+        if i == 0 || word.starts_with('.') {
+            out.push(word.to_string());
+            continue;
+        }
+        let names: Vec<String> = word
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                *count += 1;
+                let fresh = format!("{n}%scope{depth}_{count}");
+                scopes[depth - 1].insert(n.to_string(), fresh.clone());
+                fresh
+            })
+            .collect();
+        out.push(names.join(","));
+    }
+    out.join(" ")
+}
+
+/// Replaces identifiers declared in the open scopes (innermost first) by their fresh names.
+fn rename_scoped(text: &str, scopes: &[HashMap<String, String>]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let fresh = scopes.iter().rev().find_map(|s| s.get(word.as_str()));
+        out.push_str(fresh.map_or(word.as_str(), String::as_str));
+        word.clear();
+    };
+    for ch in text.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '_' || ch == '$' || ch == '%' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
     let (name, params, mut k) = parse_params(lines, start)?;
     // Body: from the `{` to the matching `}`.
@@ -471,6 +520,9 @@ fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
         next: 0,
     };
     let mut local_shared: Vec<SharedVar> = Vec::new();
+    // Renamings of the registers declared in each open `{ ... }` scope.
+    let mut scopes: Vec<HashMap<String, String>> = Vec::new();
+    let mut scoped_count = 0usize;
     let mut loc = None;
     let mut pending = String::new();
     let mut pending_line = 0;
@@ -499,9 +551,19 @@ fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
                 continue 'lines;
             }
             if pending.is_empty() {
-                if line.starts_with('}') {
+                if let Some(rest) = line.strip_prefix('}') {
+                    // The end of a `{ ... }` scope (inline asm), or of the body.
+                    if scopes.pop().is_some() {
+                        line = rest.trim();
+                        continue;
+                    }
                     end = Some(k);
                     break 'lines;
+                }
+                if let Some(rest) = line.strip_prefix('{') {
+                    scopes.push(HashMap::new());
+                    line = rest.trim();
+                    continue;
                 }
                 if let Some(rest) = line.strip_prefix(".loc") {
                     let nums: Vec<u32> = rest
@@ -525,14 +587,23 @@ fn parse_entry(lines: &[&str], start: usize) -> PResult<(Kernel, usize)> {
                 Some(semi) => {
                     pending.push(' ');
                     pending.push_str(&line[..semi]);
-                    let text = std::mem::take(&mut pending).trim().to_string();
+                    let mut text = std::mem::take(&mut pending).trim().to_string();
                     line = line[semi + 1..].trim();
-                    if text.starts_with(".reg") {
+                    if text.starts_with(".reg") && !scopes.is_empty() {
+                        // A register local to a scope gets a name of its own, so that
+                        // blocks reusing a name (every inline asm's `ga`) do not clash.
+                        let renamed =
+                            scoped_declaration(&text, scopes.len(), &mut scoped_count, &mut scopes);
+                        regs.declare(&renamed, pending_line)?;
+                    } else if text.starts_with(".reg") {
                         regs.declare(&text, pending_line)?;
                     } else if text.starts_with(".shared") {
                         local_shared.push(parse_shared(&text, pending_line)?);
                     } else if text.starts_with(".pragma") {
                     } else {
+                        if !scopes.is_empty() {
+                            text = rename_scoped(&text, &scopes);
+                        }
                         stmts.push(Stmt {
                             text,
                             line: pending_line,
@@ -693,7 +764,7 @@ impl DecodeCtx<'_> {
 
     /// A source operand of type `ty`: register or immediate (masked to the type's width).
     fn src(&self, s: &str, ty: Ty) -> DResult<Src> {
-        if s.starts_with('%') {
+        if s.starts_with('%') || self.regs.contains_key(s) {
             return self.reg(s).map(Src::R);
         }
         imm(s, ty).map(Src::I)
@@ -718,7 +789,7 @@ impl DecodeCtx<'_> {
             }
             _ => (inner, 0),
         };
-        let base = if base.starts_with('%') {
+        let base = if base.starts_with('%') || self.regs.contains_key(base) {
             AddrBase::Reg(self.reg(base)?)
         } else if let Some(&(_, poff)) = self.params.get(base) {
             AddrBase::Param(poff)
@@ -917,6 +988,7 @@ fn decode_op(
                 return Ok(Op::MovSpecial { d, s });
             }
             if a.starts_with('%')
+                || ctx.regs.contains_key(a.as_str())
                 || a.starts_with('-')
                 || a.starts_with(|c: char| c.is_ascii_digit())
             {
@@ -938,6 +1010,22 @@ fn decode_op(
                 return decode_float(ctx, opcode, base, mods, ops, ty);
             }
             decode_int(ctx, opcode, base, mods, ops, ty)
+        }
+        "bfe" => {
+            only(opcode, mods, &[])?;
+            want(ops, 4, opcode)?;
+            let ty = ty_of(mods)?;
+            if !matches!(ty, Ty::U32 | Ty::S32 | Ty::U64 | Ty::S64) {
+                return Err(format!("unsupported `{opcode}`"));
+            }
+            Ok(Op::Bfe {
+                signed: ty.is_signed(),
+                w64: ty.bytes() == 8,
+                d: ctx.dst(&ops[0])?,
+                a: ctx.src(&ops[1], ty)?,
+                b: ctx.src(&ops[2], Ty::U32)?,
+                c: ctx.src(&ops[3], Ty::U32)?,
+            })
         }
         "shf" => {
             only(opcode, mods, &["l", "r", "wrap", "clamp"])?;
@@ -1118,6 +1206,38 @@ fn decode_int(
     ty: Ty,
 ) -> DResult<Op> {
     let w64 = ty.bytes() == 8;
+    if ty.bytes() == 2
+        && matches!(
+            base,
+            "add"
+                | "sub"
+                | "mul"
+                | "and"
+                | "or"
+                | "xor"
+                | "shl"
+                | "shr"
+                | "min"
+                | "max"
+                | "div"
+                | "rem"
+        )
+        && (base != "mul" || mods.first() == Some(&"lo"))
+    {
+        only(opcode, mods, if base == "mul" { &["lo"] } else { &[] })?;
+        want(ops, 3, opcode)?;
+        let bty = if matches!(base, "shl" | "shr") {
+            Ty::U32
+        } else {
+            ty
+        };
+        return Ok(Op::Int16 {
+            op: int_op(base, mods, ty)?,
+            d: ctx.dst(&ops[0])?,
+            a: ctx.src(&ops[1], ty)?,
+            b: ctx.src(&ops[2], bty)?,
+        });
+    }
     if ty.bytes() < 4 && ty != Ty::Pred {
         return Err(format!("unsupported 8/16-bit integer operation `{opcode}`"));
     }

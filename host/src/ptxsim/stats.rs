@@ -194,6 +194,8 @@ pub fn class(op: &Op) -> Class {
         | Op::Pack { .. }
         | Op::Unpack { .. } => Class::Move,
         Op::Int { .. }
+        | Op::Int16 { .. }
+        | Op::Bfe { .. }
         | Op::IntUn { .. }
         | Op::MulWide { .. }
         | Op::MadLo { .. }
