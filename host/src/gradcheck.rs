@@ -482,8 +482,16 @@ mod tests {
         for m in 1..=4 {
             for beta in [0.0, 0.7] {
                 v.push(Margin::lsoftmax(m, beta).unwrap());
+                v.push(Margin::sphereface(m, beta).unwrap());
             }
         }
+        v.extend([
+            Margin::cosface(4.0, 0.35).unwrap(),
+            Margin::arcface(4.0, 0.5).unwrap(),
+            Margin::arcface(2.0, 1.2).unwrap(),
+            Margin::combined(4.0, 1.0, 0.3, 0.2).unwrap(),
+            Margin::combined(3.0, 2.5, 0.4, 0.1).unwrap(),
+        ]);
         v
     }
 

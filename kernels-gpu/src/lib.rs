@@ -32,6 +32,7 @@ pub mod forward;
 mod gemm_tile;
 pub mod input_grad;
 pub mod margin_math;
+pub mod normalise;
 pub mod params;
 pub mod row_norms;
 pub mod weight_grad;

@@ -131,6 +131,7 @@ impl Backend for EmulatedBackend {
             p: p.to_vec(),
             alpha_scale: alpha_scale.to_vec(),
             gamma_scale: gamma_scale.to_vec(),
+            normalisation: None,
         };
         Ok((download(&out, n, c)?, cache))
     }
