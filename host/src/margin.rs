@@ -442,7 +442,7 @@ fn to_f32(margin: &'static str, name: &'static str, v: f64) -> Result<f32> {
             margin,
             name,
             value: v,
-            range: "not representable as a finite, non-zero-if-non-zero f32",
+            range: "not representable as an f32 (it would round to 0 or overflow)",
         });
     }
     Ok(f)
@@ -620,6 +620,80 @@ mod tests {
                 "{spec:?} gave {msg:?}, expected to mention {needle:?}"
             );
         }
+    }
+
+    #[test]
+    fn normalised_margins_parse_validate_and_round_trip() {
+        assert_eq!(
+            Margin::parse("cosface:s=30,m=0.35").unwrap(),
+            Margin::cosface(30.0, 0.35).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("arcface: m=0.5, s=64").unwrap(),
+            Margin::arcface(64.0, 0.5).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("combined:s=30,m1=1,m2=0.3,m3=0.2").unwrap(),
+            Margin::combined(30.0, 1.0, 0.3, 0.2).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("sphereface:m=4").unwrap(),
+            Margin::sphereface(4, 0.0).unwrap()
+        );
+        for m in [
+            Margin::cosface(30.0, 0.35).unwrap(),
+            Margin::arcface(64.0, 0.5).unwrap(),
+            Margin::combined(30.0, 1.35, 0.25, 0.1).unwrap(),
+            Margin::sphereface(3, 7.5).unwrap(),
+        ] {
+            assert!(m.is_normalised());
+            assert_eq!(Margin::parse(&m.to_string()).unwrap(), m);
+        }
+        assert_eq!(
+            Margin::cosface(30.0, 0.3).unwrap().feature_scale(),
+            Some(30.0)
+        );
+        assert_eq!(Margin::sphereface(2, 0.0).unwrap().feature_scale(), None);
+        assert!(!Margin::lsoftmax(2, 0.0).unwrap().is_normalised());
+        // β annealing reaches SphereFace.
+        assert_eq!(
+            Margin::sphereface(4, 100.0)
+                .unwrap()
+                .with_beta(1.0)
+                .unwrap(),
+            Margin::sphereface(4, 1.0).unwrap()
+        );
+        let cases = [
+            ("cosface:s=0,m=0.35", "s = 0"),
+            ("cosface:s=-1,m=0.35", "s = -1"),
+            ("cosface:s=nan,m=0.35", "s = NaN"),
+            ("cosface:s=inf,m=0.35", "s = inf"),
+            ("cosface:s=1e40,m=0.35", "not representable"),
+            ("cosface:s=30,m=2.5", "m = 2.5"),
+            ("cosface:s=30,m=-0.1", "m = -0.1"),
+            ("cosface:s=30", "needs m"),
+            ("cosface:m=0.3", "needs s"),
+            ("arcface:s=30,m=3.2", "m = 3.2"),
+            ("arcface:s=30,m=NaN", "m = NaN"),
+            ("arcface:s=30,m=0.5,k=1", "unknown parameter \"k\""),
+            ("combined:s=30,m1=0,m2=0.3,m3=0.2", "m1 = 0"),
+            ("combined:s=30,m1=5,m2=0.3,m3=0.2", "m1 = 5"),
+            ("combined:s=30,m1=1,m2=4,m3=0.2", "m2 = 4"),
+            ("combined:s=30,m1=1,m2=0.3,m3=3", "m3 = 3"),
+            ("combined:s=30,m1=1,m2=0.3", "needs m3"),
+            ("sphereface:m=5", "m = 5"),
+            ("sphereface:m=1.5", "integer"),
+            ("sphereface:m=2,beta=-1", "beta = -1"),
+        ];
+        for (spec, needle) in cases {
+            let msg = Margin::parse(spec).unwrap_err().to_string();
+            assert!(
+                msg.contains(needle),
+                "{spec:?} gave {msg:?}, expected to mention {needle:?}"
+            );
+        }
+        assert!(Margin::arcface(1.0, std::f32::consts::PI).is_err());
+        assert!(Margin::combined(1.0, 1.0, 0.0, f32::NAN).is_err());
     }
 
     #[test]
