@@ -26,10 +26,11 @@ const SHAPES: [(usize, usize, usize); 2] = [(512, 512, 1024), (1024, 512, 16_384
 fn main() {
     let cuda = match CudaBackend::new() {
         Ok(cuda) => cuda,
-        Err(e) => {
+        Err(e @ lsoftmax::Error::BackendUnavailable { .. }) => {
             println!("skipped: no CUDA device ({e})");
             return;
         }
+        Err(e) => fail(&e),
     };
     let margin = match Margin::lsoftmax(4, 0.0) {
         Ok(m) => m,

@@ -39,6 +39,25 @@ macro_rules! backend_tests {
                 }
             }
 
+            /// The simplified margin at z = 0 exactly (an all-zero x row, rows whose
+            /// target weight row is zero) must take the documented branch `p = 1`,
+            /// `g = z`: there the bound gives no kink slack, so `p = k` fails.
+            #[test]
+            fn simplified_margin_at_z_zero() {
+                if let Some(b) = backend() {
+                    let case = Case {
+                        x: ndarray::arr2(&[[0.0f32, 0.0, 0.0], [0.5, -1.0, 0.25], [0.75, 0.5, -0.5], [-0.25, 1.0, 0.5]]),
+                        w: ndarray::arr2(&[[1.0f32, -0.5, 0.25], [-0.75, 0.5, 1.0], [0.0, 0.0, 0.0]]),
+                        labels: vec![1, 2, 0, 2],
+                        dout: ndarray::arr2(&[[0.5f32, -0.75, 0.25], [0.25, 0.5, -1.0], [1.0, -0.5, 0.75], [-0.5, 0.25, 0.5]]),
+                        margin: lsoftmax::Margin::simplified(0.5).unwrap(),
+                        mode: lsoftmax::Mode::Train,
+                        layouts: [common::Layout::RowMajor; 3],
+                    };
+                    check_backend(b.as_ref(), &case).unwrap();
+                }
+            }
+
             #[test]
             fn one_by_one_by_one() {
                 if let Some(b) = backend() {
@@ -74,8 +93,10 @@ backend_tests!(
 );
 
 // Multi-tile shapes (up to 200: four 64-wide tiles with a ragged edge) on the real GPU.
-// Without a driver or device the constructor's error is the skip reason; a skipped run
-// verifies nothing on a GPU.
+// Without a driver or device (`Error::BackendUnavailable`) the constructor's error is the
+// skip reason, and a skipped run verifies nothing on a GPU; with LSOFTMAX_REQUIRE_CUDA=1
+// that is a failure too. Every other startup error (the PTX does not load, a driver
+// mismatch, ...) fails every CUDA test with the driver's error.
 #[cfg(feature = "cuda")]
 backend_tests!(cuda, cuda_shared::shared(), 64, 200, "no CUDA device");
 
@@ -85,15 +106,36 @@ backend_tests!(cuda, cuda_shared::shared(), 64, 200, "no CUDA device");
 mod cuda_shared {
     use std::sync::OnceLock;
 
-    use lsoftmax::backend::CudaBackend;
+    use lsoftmax::backend::{CudaBackend, REQUIRE_CUDA_ENV, cuda_required};
     use lsoftmax::{Backend, Grads, Margin, Mode, RowCache};
     use ndarray::{Array2, ArrayView2};
 
+    /// Why the backend did not start: a skip (unavailable here) or a failure.
+    enum NotStarted {
+        Skip(String),
+        Fail(String),
+    }
+
+    /// The shared backend, `Err(reason)` to skip; panics (fails the test) when the
+    /// backend fails to start for any reason other than a missing driver or device, or
+    /// when LSOFTMAX_REQUIRE_CUDA=1 and it is unavailable.
     pub fn shared() -> Result<Box<dyn Backend>, String> {
-        static SHARED: OnceLock<Result<CudaBackend, String>> = OnceLock::new();
-        match SHARED.get_or_init(|| CudaBackend::new().map_err(|e| e.to_string())) {
+        static SHARED: OnceLock<Result<CudaBackend, NotStarted>> = OnceLock::new();
+        let made = SHARED.get_or_init(|| {
+            CudaBackend::new().map_err(|e| match e {
+                lsoftmax::Error::BackendUnavailable { .. } if !cuda_required() => {
+                    NotStarted::Skip(e.to_string())
+                }
+                lsoftmax::Error::BackendUnavailable { .. } => NotStarted::Fail(format!(
+                    "{e} ({REQUIRE_CUDA_ENV}=1: an unavailable CUDA backend is a failure)"
+                )),
+                _ => NotStarted::Fail(e.to_string()),
+            })
+        });
+        match made {
             Ok(b) => Ok(Box::new(Shared(b))),
-            Err(reason) => Err(reason.clone()),
+            Err(NotStarted::Skip(reason)) => Err(reason.clone()),
+            Err(NotStarted::Fail(error)) => panic!("the CUDA backend failed to start: {error}"),
         }
     }
 

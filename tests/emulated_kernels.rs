@@ -1,7 +1,8 @@
 //! The margin kernels under the emulator, beyond the shared property test of
 //! `backend_agreement.rs` (whose shapes stay below 73): several 64-tiles and several
 //! 16-deep K stages in every kernel, bitwise reproducibility, strided input views, rows
-//! whose squares overflow f32, and the launch-limit error.
+//! whose squares overflow f32, the launch-limit error, shapes that are exact multiples of
+//! the tile and stage, and the simplified margin at z = 0.
 //!
 //! Agreement uses `common::check_backend`: F, dX and dW against `reference::naive` (f64)
 //! within `2·L·u·Σ|terms|` for a length-L f32 dot product (Higham §3.1; the kernels sum
@@ -74,6 +75,29 @@ fn multi_tile_shapes_agree_with_naive_for_every_variant() {
                     continue;
                 }
                 let case = problem(n, d, c, margin, mode, (s * 100 + v) as u64);
+                if let Err(msg) = check_backend(&EmulatedBackend, &case) {
+                    panic!("(N, D, C) = ({n}, {d}, {c}), {margin}, {mode:?}: {msg}");
+                }
+            }
+        }
+    }
+}
+
+/// Shapes whose K dimensions are exact multiples of the 16-deep stage (and whose sides
+/// are exact multiples of the 64-wide tile): the K loop's last stage ends exactly at K,
+/// where an off-by-one loop bound or prefetch guard shows (a ragged K hides it: the
+/// extra stage would only add zero padding). Forward K = D, input-grad K = C,
+/// weight-grad K = N.
+#[test]
+fn tile_multiple_shapes_agree_with_naive_for_every_variant() {
+    let shapes = [(64, 48, 32), (64, 64, 64), (32, 16, 48), (16, 32, 80)];
+    for (s, &(n, d, c)) in shapes.iter().enumerate() {
+        for (v, margin) in all_margins().into_iter().enumerate() {
+            for mode in [Mode::Train, Mode::Infer] {
+                if mode == Mode::Infer && v > 1 {
+                    continue;
+                }
+                let case = problem(n, d, c, margin, mode, (s * 100 + v + 50) as u64);
                 if let Err(msg) = check_backend(&EmulatedBackend, &case) {
                     panic!("(N, D, C) = ({n}, {d}, {c}), {margin}, {mode:?}: {msg}");
                 }
@@ -279,4 +303,59 @@ fn oversized_batch_is_a_shape_error() {
         matches!(err, Error::Shape(_)) && err.to_string().contains("N = 4194241"),
         "{err}"
     );
+}
+
+/// The simplified margin's convention at its kink (MARGIN-MATH.md): `p = 1`, `g = z` at
+/// z = 0, tested where z is exactly 0 whatever the summation order: an all-zero x row
+/// (its dX row is `Σ_j G_ij·w_j` with the plain `G`) and rows whose target class has a
+/// zero weight row (that class's dW row is `Σ_i G_iy·x_i`, plain too). Those rows must
+/// give the plain layer's bits exactly: the agreement bound would also accept the other
+/// branch's `p = k` no longer (see `reference::agreement`), and this checks the bits.
+#[test]
+fn simplified_margin_takes_the_plain_branch_at_z_zero() {
+    // 64 × 48 × 32 and a ragged shape: both tile-multiple and edge tiles.
+    for (n, d, c) in [(64, 48, 32), (23, 17, 6)] {
+        let mut case = problem(n, d, c, Margin::simplified(0.25).unwrap(), Mode::Train, 9);
+        let zero_class = c - 1; // `problem` zeroes the last class's weights
+        case.labels[1] = zero_class;
+        case.labels[2] = zero_class;
+        // Row 0 is all zero (`problem` zeroes every 7th row); make its target a live class.
+        case.labels[0] = 0;
+        let simplified = run(&EmulatedBackend, &case);
+        let plain = run(
+            &EmulatedBackend,
+            &Case {
+                margin: Margin::plain(),
+                ..case.clone()
+            },
+        );
+        let zero_rows: Vec<usize> = (0..n).filter(|i| i % 7 == 0).collect();
+        for &i in zero_rows.iter().chain(&[1, 2]) {
+            assert_eq!(simplified.1[0][i], 1.0, "p of row {i} (z = 0)");
+            let y = case.labels[i];
+            assert_eq!(
+                simplified.0[[i, y]].to_bits(),
+                0.0f32.to_bits(),
+                "g of row {i}"
+            );
+        }
+        for &i in &zero_rows {
+            let (got, want) = (simplified.2.row(i), plain.2.row(i));
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "({n}, {d}, {c}): dX row {i} (x_i = 0) is not the plain layer's"
+            );
+        }
+        let (got, want) = (simplified.3.row(zero_class), plain.3.row(zero_class));
+        assert!(
+            got.iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "({n}, {d}, {c}): dW row {zero_class} (w = 0) is not the plain layer's"
+        );
+        // The margin is active elsewhere: some row has p = k.
+        assert!(simplified.1[0].contains(&0.25), "no row with z > 0");
+    }
 }

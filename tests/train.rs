@@ -17,6 +17,17 @@ fn short(feature_dim: usize, seed: u64) -> TrainConfig {
     }
 }
 
+/// Whether the CUDA backend starts in this build on this machine, as the binary will
+/// find it: `Ok` (a device), `Err(true)` unavailable (no `cuda` feature, driver or device:
+/// the CLI exits 2, the demo uses the emulator), `Err(false)` a failure (exit 1).
+fn cuda_starts() -> Result<(), bool> {
+    match lsoftmax::backend::BackendKind::Cuda.instance() {
+        Ok(_) => Ok(()),
+        Err(lsoftmax::Error::BackendUnavailable { .. }) => Err(true),
+        Err(_) => Err(false),
+    }
+}
+
 fn margins(specs: &[&str]) -> Vec<Margin> {
     specs.iter().map(|s| Margin::parse(s).unwrap()).collect()
 }
@@ -236,9 +247,40 @@ fn cli_trains_writes_outputs_and_reports_bad_input() {
     assert!(dir.path().join("metrics.json").exists());
     assert!(dir.path().join("features.png").exists());
 
+    // `--backend cuda` depends on the machine: it trains with a device, exits 2 when CUDA
+    // is unavailable (no feature, driver or device) and 1 when it fails to start.
+    let cuda = Command::new(bin)
+        .args([
+            "train",
+            "--epochs",
+            "2",
+            "--margin",
+            "plain",
+            "--backend",
+            "cuda",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("cuda"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cuda.stderr);
+    match cuda_starts() {
+        Ok(()) => assert!(cuda.status.success(), "{stderr}"),
+        Err(unavailable) => {
+            let (code, needle) = if unavailable {
+                (2, "cuda backend unavailable: ")
+            } else {
+                (1, "cuda backend: ")
+            };
+            assert_eq!(cuda.status.code(), Some(code), "{stderr}");
+            assert!(
+                stderr.contains(needle),
+                "{stderr:?} should mention {needle:?}"
+            );
+        }
+    }
+
     for (args, needle) in [
-        // Without the feature: "built without the cuda feature"; with it, here: no device.
-        (vec!["--backend", "cuda"], "cuda backend: "),
         (
             vec!["--backend", "tpu"],
             "invalid value 'tpu' for '--backend",
@@ -278,9 +320,15 @@ fn no_arguments_runs_the_demo_and_writes_its_files() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The kernels run on CUDA when it starts, else on the emulator (a CUDA backend that
+    // fails to start fails the demo, and with it this test).
+    let kernel_backend = match cuda_starts() {
+        Ok(()) => "2. GPU kernels against reference::naive on the cuda backend",
+        Err(_) => "2. GPU kernels against reference::naive on the emulated backend",
+    };
     for needle in [
         "1. gradient check",
-        "2. GPU kernels against reference::naive on the emulated backend",
+        kernel_backend,
         "3. toy model",
         "lsoftmax:m=4,beta=0",
         "wrote lsoftmax-demo/metrics.json",

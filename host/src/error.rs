@@ -79,6 +79,17 @@ pub enum Error {
         /// What went wrong, as the backend reported it.
         message: String,
     },
+    /// A backend that cannot start on this machine because what it runs on is absent: the
+    /// CUDA backend without an NVIDIA driver or without a device, or a build without the
+    /// `cuda` feature. The one backend error that tests skip on and the demo falls back
+    /// from (unless `LSOFTMAX_REQUIRE_CUDA=1`); every other failure is [`Error::Backend`].
+    #[error("{backend} backend unavailable: {message}")]
+    BackendUnavailable {
+        /// Backend name.
+        backend: &'static str,
+        /// What is missing, with the driver's code when the driver said so.
+        message: String,
+    },
     /// The toy model: a training setting out of range, or a run that diverged.
     #[error("training: {0}")]
     Train(String),

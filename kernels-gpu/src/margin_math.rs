@@ -457,6 +457,9 @@ mod tests {
         assert_eq!((e.g, e.p), (1.0, 0.5));
         let e = train_epilogue(MarginKind::Simplified, 0.5, 1, 0.0, -2.0, 0.0, 0.0);
         assert_eq!(e, TargetEpilogue::plain(-2.0));
+        // At the kink z = 0 the plain branch: p = 1, g = z.
+        let e = train_epilogue(MarginKind::Simplified, 0.5, 1, 0.0, 0.0, 0.0, 0.0);
+        assert_eq!(e, TargetEpilogue::plain(0.0));
         // m = 2, θ = 60°: c = 1/2, ψ = cos 120° = −1/2; a = 2, b = 1, z = 1, β = 0:
         // g = a·b·ψ = −1, p = ψ' = 4c = 2, q = ψ − c·ψ' = −3/2.
         let e = train_epilogue(MarginKind::LSoftmax, 1.0, 2, 0.0, 1.0, 2.0, 1.0);

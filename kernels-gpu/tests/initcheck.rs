@@ -43,9 +43,13 @@ fn read_of_unwritten_shared_memory_is_caught() {
             fill_even_read_all(vout)
         }),
         &[
-            "initcheck: read of uninitialised shared memory",
+            "initcheck: read of uninitialised shared memory (as f32 from byte 0)[",
             "initcheck.rs",
         ],
+    );
+    assert!(
+        !err.to_string().contains("shared memory shared memory"),
+        "{err}"
     );
     match *err.fault {
         Fault::UninitializedRead {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::{config_1d, expect_clean, expect_fault};
 use kernels_gpu::device::*;
 use kernels_gpu::emulator::{
-    DeviceBuffer, Fault, LaunchConfig, LaunchOptions, MAX_DYNAMIC_SHARED_BYTES, launch,
-    launch_with_options,
+    Access, DeviceBuffer, Fault, LaunchConfig, LaunchOptions, MAX_DYNAMIC_SHARED_BYTES,
+    MemorySpace, StopPoint, launch, launch_with_options,
 };
 use kernels_gpu::kernel;
 
@@ -65,6 +65,17 @@ kernel! {
     fn wait_for_flag(flag: Global<u32>, out: GlobalMut<u32>) {
         let t = thread_idx_x();
         while flag.get(0) == 0 {}
+        out.set(t as usize, t);
+    }
+
+    /// Thread 0 polls `flag[0]` (endless if nobody sets it) while the others wait at
+    /// the barrier for it.
+    fn one_thread_spins_before_barrier(flag: Global<u32>, out: GlobalMut<u32>) {
+        let t = thread_idx_x();
+        if t == 0 {
+            while flag.get(0) == 0 {}
+        }
+        sync_threads();
         out.set(t as usize, t);
     }
 
@@ -213,10 +224,53 @@ fn invalid_launch_configurations_are_rejected() {
     ));
 }
 
+/// The thread that loops is named, not the barrier waiters released by the timeout.
+#[test]
+fn a_block_timeout_names_the_looping_thread_and_its_access() {
+    let out = DeviceBuffer::<u32>::zeroed(32);
+    let never = DeviceBuffer::<u32>::zeroed(1).named("flag");
+    let (vout, vnever) = (out.view_mut(), never.view());
+    let options = LaunchOptions {
+        block_timeout: Duration::from_millis(200),
+        ..LaunchOptions::default()
+    };
+    let err = expect_fault(
+        launch_with_options(
+            &config_1d(1, 32, 0),
+            &options,
+            "one_thread_spins_before_barrier",
+            || one_thread_spins_before_barrier(vnever, vout),
+        ),
+        &[
+            "kernel `one_thread_spins_before_barrier`, block (0, 0, 0), thread (0, 0, 0): ",
+            "32 of 32 threads had not finished",
+            "this thread was stopped at its global read of `flag`[0] at ",
+        ],
+    );
+    assert!(
+        matches!(
+            *err.fault,
+            Fault::BlockTimeout {
+                stopped_at: Some(StopPoint::Access { index: 0, .. }),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let set = DeviceBuffer::from_slice(&[1u32]);
+    let vset = set.view();
+    expect_clean(launch_with_options(
+        &config_1d(1, 32, 0),
+        &options,
+        "one_thread_spins_before_barrier",
+        || one_thread_spins_before_barrier(vset, vout),
+    ));
+}
+
 #[test]
 fn an_endless_loop_times_out_instead_of_hanging() {
     let out = DeviceBuffer::<u32>::zeroed(32);
-    let never = DeviceBuffer::<u32>::zeroed(1);
+    let never = DeviceBuffer::<u32>::zeroed(1).named("flag");
     let (vout, vnever) = (out.view_mut(), never.view());
     let options = LaunchOptions {
         block_timeout: Duration::from_millis(200),
@@ -228,18 +282,31 @@ fn an_endless_loop_times_out_instead_of_hanging() {
             wait_for_flag(vnever, vout)
         }),
         &[
+            "kernel `wait_for_flag`, block (0, 0, 0), thread (",
             "block still running after 200ms",
             "32 of 32 threads had not finished",
+            "this thread was stopped at its global read of `flag`[0] at ",
+            "synccheck.rs:",
         ],
     );
-    assert!(matches!(
-        *err.fault,
-        Fault::BlockTimeout {
-            unfinished: 32,
-            threads: 32,
-            ..
-        }
-    ));
+    assert!(err.thread.is_some(), "{err}");
+    let Fault::BlockTimeout {
+        unfinished: 32,
+        threads: 32,
+        stopped_at:
+            Some(StopPoint::Access {
+                space: MemorySpace::Global,
+                access: Access::Read,
+                index: 0,
+                location,
+                ..
+            }),
+        ..
+    } = *err.fault
+    else {
+        panic!("wrong fault: {err}");
+    };
+    assert!(location.file().ends_with("synccheck.rs"), "{location}");
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "{:?}",

@@ -9,23 +9,31 @@
 //! backend's mutex): a call whose sizes fit what an earlier call allocated allocates
 //! nothing on the device.
 //!
+//! Errors: every driver error carries the driver's numeric code with its
+//! `cuGetErrorName`/`cuGetErrorString` text ([`driver::describe`]); cust's `Display` for
+//! its error type is never used (it can panic). A backend that cannot start because there
+//! is no driver or no device returns [`Error::BackendUnavailable`]; every other startup
+//! failure is an [`Error::Backend`]. After a fault that destroys the context (an illegal
+//! address, say), every later call reports "context lost after: <the first error>".
+//!
 //! Nothing of this file has run on a GPU where it was written (no device there); it is
-//! type-checked and linted in CI. `cargo test --features cuda` on a machine with an NVIDIA
-//! driver runs it against the reference (tests/backend_agreement.rs).
+//! type-checked and linted in CI, and run against a stand-in driver library that answers
+//! with error codes (tests/stand_in_driver.rs). `cargo test --features cuda` on a machine
+//! with an NVIDIA driver runs it against the reference (tests/backend_agreement.rs).
 
+mod driver;
+
+use std::ffi::{CString, c_void};
 use std::marker::PhantomData;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use cust::CudaFlags;
 use cust::context::{Context, CurrentContext};
 use cust::device::Device;
 use cust::error::CudaError;
 use cust::event::{Event, EventFlags};
-use cust::function::Function;
 use cust::memory::bytemuck::Zeroable;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
-use cust::module::{Module, ModuleJitOption};
 use cust::stream::{Stream, StreamFlags};
 use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
 use ndarray::{Array2, ArrayView2};
@@ -59,9 +67,51 @@ fn backend_error(message: String) -> Error {
     }
 }
 
-/// Maps a cust error to [`Error::Backend`], saying which call failed.
+/// Maps a cust error to [`Error::Backend`], saying which call failed, with the driver's
+/// code and name (never cust's `Display`, which can panic). cust reports codes outside its
+/// table as 999, so a 999 from these calls may stand for a newer code.
 fn cuda_err(what: &'static str) -> impl FnOnce(CudaError) -> Error {
-    move |e| backend_error(format!("{what}: {e} ({e:?})"))
+    move |e| {
+        let code = e as u32 as driver::Code;
+        let note = if code == 999 {
+            " (as reported through cust, which maps codes it does not know to 999)"
+        } else {
+            ""
+        };
+        backend_error(format!("{what}: {}{note}", driver::describe(code)))
+    }
+}
+
+/// A driver error of a running backend as [`Error::Backend`].
+fn driver_err(e: driver::DriverError) -> Error {
+    backend_error(e.to_string())
+}
+
+/// The backend cannot start: no driver or no device ([`Error::BackendUnavailable`]).
+fn unavailable(message: String) -> Error {
+    Error::BackendUnavailable {
+        backend: NAME,
+        message,
+    }
+}
+
+/// Classifies a startup error of `cuInit`/`cuDeviceGetCount`: no device and no driver
+/// (the toolkit's stub library answering) make the backend unavailable; anything else
+/// (a driver/kernel-module mismatch, an unknown error, ...) is a failure.
+fn startup_err(e: driver::DriverError) -> Error {
+    match e.code {
+        driver::ERROR_NO_DEVICE => {
+            let visible = match std::env::var("CUDA_VISIBLE_DEVICES") {
+                Ok(v) => format!(" (CUDA_VISIBLE_DEVICES={v:?} may hide devices)"),
+                Err(_) => String::new(),
+            };
+            unavailable(format!("no CUDA device: {e}{visible}"))
+        }
+        driver::ERROR_STUB_LIBRARY => unavailable(format!(
+            "no NVIDIA driver: {e} (this libcuda is the toolkit's stub, a link target only)"
+        )),
+        _ => driver_err(e),
+    }
 }
 
 /// The device-side ABI of `kernels_gpu::device::{Global, GlobalMut}` on nvptx64:
@@ -147,8 +197,9 @@ impl<T: DeviceCopy + Zeroable> Slot<T> {
             self.buf = None;
             self.buf = Some(DeviceBuffer::zeroed(len).map_err(|e| {
                 backend_error(format!(
-                    "allocating {len} elements of {} bytes for {what}: {e}",
-                    std::mem::size_of::<T>()
+                    "allocating {len} elements of {} bytes for {what}: {}",
+                    std::mem::size_of::<T>(),
+                    driver::describe(e as u32 as driver::Code)
                 ))
             })?);
         }
@@ -187,19 +238,37 @@ struct Buffers {
     labels_host: Vec<u32>,
 }
 
+/// A kernel entry point looked up once ([`function`]), with the dynamic shared memory it
+/// has been opted in to.
+struct CachedFunction {
+    kernel: &'static str,
+    raw: driver::Handle,
+    shared_limit: u32,
+}
+
+// SAFETY: a function handle may be used from any thread on which its context is current;
+// the backend serialises every use behind its mutex and sets the context first.
+unsafe impl Send for CachedFunction {}
+
 /// The CUDA state, used by one call at a time. Fields drop in declaration order: device
-/// memory, then the stream and the module, then the context they live in.
+/// memory, then the stream, the function handles and the module, then the context they
+/// live in.
 struct State {
     buffers: Buffers,
     stream: Stream,
-    module: Module,
+    functions: Vec<CachedFunction>,
+    module: driver::LoadedModule,
     context: Context,
+    /// The first error after which the context was unusable (a sticky fault); every later
+    /// call fails with it instead of running.
+    lost: Option<String>,
 }
 
 /// The margin kernels on a CUDA device through the driver API (cust).
 pub struct CudaBackend {
     state: Mutex<State>,
     device_name: String,
+    jit_info_log: String,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -211,17 +280,23 @@ impl std::fmt::Debug for CudaBackend {
 }
 
 impl CudaBackend {
-    /// The backend on device 0. Errors (never panics) when there is no driver, no device,
-    /// or the driver cannot JIT-compile the PTX.
+    /// The backend on device 0. Errors (never panics): [`Error::BackendUnavailable`] when
+    /// there is no driver or no device, [`Error::Backend`] for every other failure (the
+    /// driver cannot JIT-compile the PTX, a driver mismatch, ...), with the driver's code.
     pub fn new() -> Result<Self> {
         Self::on_device(0)
     }
 
     /// The backend on the device with this ordinal.
     pub fn on_device(ordinal: u32) -> Result<Self> {
-        cust::init(CudaFlags::empty()).map_err(cuda_err("cuInit (is an NVIDIA driver loaded?)"))?;
-        let count = Device::num_devices().map_err(cuda_err("counting CUDA devices"))?;
-        if ordinal >= count {
+        driver::init().map_err(startup_err)?;
+        let count = driver::device_count().map_err(startup_err)?;
+        if count <= 0 {
+            return Err(unavailable(
+                "no CUDA device: the driver reports 0 devices".into(),
+            ));
+        }
+        if i64::from(ordinal) >= i64::from(count) {
             return Err(backend_error(format!(
                 "device {ordinal} requested but the driver reports {count} CUDA device(s)"
             )));
@@ -229,23 +304,27 @@ impl CudaBackend {
         let device = Device::get_device(ordinal).map_err(cuda_err("cuDeviceGet"))?;
         let device_name = device.name().map_err(cuda_err("cuDeviceGetName"))?;
         let context = Context::new(device).map_err(cuda_err("creating the primary context"))?;
-        // Line info survives the JIT so that Nsight Compute maps SASS to the Rust lines
-        // of the `.loc` directives (docs/profiling.md).
-        let module = Module::from_ptx(KERNELS_PTX, &[ModuleJitOption::GenerateLineInfo(true)])
-            .map_err(cuda_err(
-                "loading the kernels' PTX (a driver older than the PTX ISA version \
-                 rustc emitted reports an unsupported PTX version here)",
-            ))?;
+        let module = load_kernels()?;
+        let jit_info_log = module.info_log.clone();
         let stream = Stream::new(StreamFlags::DEFAULT, None).map_err(cuda_err("cuStreamCreate"))?;
         Ok(CudaBackend {
             state: Mutex::new(State {
                 buffers: Buffers::default(),
                 stream,
+                functions: Vec::new(),
                 module,
                 context,
+                lost: None,
             }),
             device_name,
+            jit_info_log,
         })
+    }
+
+    /// What the driver's JIT said while compiling the PTX (with `CU_JIT_LOG_VERBOSE`:
+    /// registers and spills per kernel), empty if it said nothing.
+    pub fn jit_info_log(&self) -> &str {
+        &self.jit_info_log
     }
 
     /// The device's name as the driver reports it.
@@ -253,25 +332,41 @@ impl CudaBackend {
         &self.device_name
     }
 
-    /// Locks the state and makes its context current on the calling thread (CUDA contexts
-    /// are per thread, and callers may come from any thread).
+    /// Locks the state, makes its context current on the calling thread (CUDA contexts
+    /// are per thread, and callers may come from any thread) and runs `body` on it.
     ///
-    /// Also waits for the stream: a call that failed between a launch and its
+    /// Before `body`, waits for the stream: a call that failed between a launch and its
     /// synchronisation may have left kernels running on buffers this call may free or
-    /// overwrite. On an idle stream the wait returns at once; after a kernel fault it
-    /// reports the fault, which is sticky for the context.
-    fn lock(&self) -> Result<MutexGuard<'_, State>> {
-        let state = self
+    /// overwrite. On an idle stream the wait returns at once.
+    ///
+    /// When the context is lost (a kernel fault is sticky: every later driver call returns
+    /// it), fails with "context lost after: <first error>" without touching the device.
+    /// After any error, `cuCtxSynchronize` tells whether the context survived it.
+    fn with_state<T>(&self, body: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let mut guard = self
             .state
             .lock()
             .map_err(|_| backend_error("state lock poisoned by an earlier panic".into()))?;
-        CurrentContext::set_current(&state.context)
-            .map_err(cuda_err("making the context current"))?;
-        state
-            .stream
-            .synchronize()
-            .map_err(cuda_err("waiting for earlier work on the stream"))?;
-        Ok(state)
+        let state = &mut *guard;
+        if let Some(first) = &state.lost {
+            return Err(backend_error(format!("context lost after: {first}")));
+        }
+        let result = CurrentContext::set_current(&state.context)
+            .map_err(cuda_err("making the context current"))
+            .and_then(|()| {
+                driver::stream_synchronize(
+                    state.stream.as_inner().cast(),
+                    "waiting for earlier work on the stream",
+                )
+                .map_err(driver_err)
+            })
+            .and_then(|()| body(state));
+        if let Err(Error::Backend { message, .. }) = &result
+            && let Err(probe) = driver::context_synchronize()
+        {
+            state.lost = Some(format!("{message} (the context is unusable: {probe})"));
+        }
+        result
     }
 
     /// Times `iters` back-to-back launches of `kernel` on `problem` with CUDA events
@@ -284,7 +379,7 @@ impl CudaBackend {
         iters: u64,
     ) -> Result<Duration> {
         crate::layer::validate_inputs(problem.x.view(), problem.w.view(), &problem.labels)?;
-        let (n, d) = problem.x.dim();
+        let n = problem.x.nrows();
         let c = problem.w.nrows();
         if problem.g.dim() != (n, c) {
             return Err(Error::Shape(format!(
@@ -293,49 +388,59 @@ impl CudaBackend {
                 problem.g.ncols()
             )));
         }
-        let mut guard = self.lock()?;
-        let state = &mut *guard;
-        let (mode, margin) = (Mode::Train, problem.margin);
-        let fwd = forward_plan(n, d, c, margin, mode)?;
-        let norms = if needs_row_norms(margin, mode) {
-            Some(row_norms_plan(n, d, c)?)
-        } else {
-            None
-        };
-        let mut scratch = Vec::new();
-        let bufs = &mut state.buffers;
-        let x = bufs
-            .x
-            .upload(row_major(&problem.x.view(), &mut scratch), "x")?;
-        let w = bufs
-            .w
-            .upload(row_major(&problem.w.view(), &mut scratch), "w")?;
-        let labels = upload_labels(bufs, &problem.labels)?;
-        let g = bufs
-            .g
-            .upload(row_major(&problem.g.view(), &mut scratch), "dout")?;
-        let fv = run_forward(state, &fwd, norms.as_ref(), x, w, labels)?;
-        let (ig, wg) = (input_grad_plan(n, d, c)?, weight_grad_plan(n, d, c)?);
-        let dx = state.buffers.dx.region(n * d, "dx")?;
-        let dw = state.buffers.dw.region(c * d, "dw")?;
-        let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
-        let stop = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
-        start
-            .record(&state.stream)
-            .map_err(cuda_err("cuEventRecord"))?;
-        for _ in 0..iters {
-            match kernel {
-                MarginKernel::Forward => launch_forward(state, &fwd, &fv)?,
-                MarginKernel::InputGrad => launch_input_grad(state, &ig, &g, &fv, &dx)?,
-                MarginKernel::WeightGrad => launch_weight_grad(state, &wg, &g, &fv, &dw)?,
-            }
-        }
-        stop.record(&state.stream)
-            .map_err(cuda_err("cuEventRecord"))?;
-        stop.synchronize()
-            .map_err(cuda_err("running the timed kernels"))?;
-        stop.elapsed(&start).map_err(cuda_err("cuEventElapsedTime"))
+        self.with_state(|state| time_kernel_locked(state, kernel, problem, iters))
     }
+}
+
+/// [`CudaBackend::time_kernel`] on the locked state.
+fn time_kernel_locked(
+    state: &mut State,
+    kernel: MarginKernel,
+    problem: &Problem,
+    iters: u64,
+) -> Result<Duration> {
+    let (n, d) = problem.x.dim();
+    let c = problem.w.nrows();
+    let (mode, margin) = (Mode::Train, problem.margin);
+    let fwd = forward_plan(n, d, c, margin, mode)?;
+    let norms = if needs_row_norms(margin, mode) {
+        Some(row_norms_plan(n, d, c)?)
+    } else {
+        None
+    };
+    let mut scratch = Vec::new();
+    let bufs = &mut state.buffers;
+    let x = bufs
+        .x
+        .upload(row_major(&problem.x.view(), &mut scratch), "x")?;
+    let w = bufs
+        .w
+        .upload(row_major(&problem.w.view(), &mut scratch), "w")?;
+    let labels = upload_labels(bufs, &problem.labels)?;
+    let g = bufs
+        .g
+        .upload(row_major(&problem.g.view(), &mut scratch), "dout")?;
+    let fv = run_forward(state, &fwd, norms.as_ref(), x, w, labels)?;
+    let (ig, wg) = (input_grad_plan(n, d, c)?, weight_grad_plan(n, d, c)?);
+    let dx = state.buffers.dx.region(n * d, "dx")?;
+    let dw = state.buffers.dw.region(c * d, "dw")?;
+    let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
+    let stop = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
+    start
+        .record(&state.stream)
+        .map_err(cuda_err("cuEventRecord"))?;
+    for _ in 0..iters {
+        match kernel {
+            MarginKernel::Forward => launch_forward(state, &fwd, &fv)?,
+            MarginKernel::InputGrad => launch_input_grad(state, &ig, &g, &fv, &dx)?,
+            MarginKernel::WeightGrad => launch_weight_grad(state, &wg, &g, &fv, &dw)?,
+        }
+    }
+    stop.record(&state.stream)
+        .map_err(cuda_err("cuEventRecord"))?;
+    stop.synchronize()
+        .map_err(cuda_err("running the timed kernels"))?;
+    stop.elapsed(&start).map_err(cuda_err("cuEventElapsedTime"))
 }
 
 impl Drop for CudaBackend {
@@ -434,36 +539,85 @@ fn check_lengths(kernel: &str, args: &[(&str, u64, u64)]) -> Result<()> {
     Ok(())
 }
 
-/// The entry point of `plan`, opted in to its dynamic shared memory when that exceeds
-/// the default 48 KiB.
-fn function<'m>(module: &'m Module, plan: &LaunchPlan) -> Result<Function<'m>> {
-    let f = module
-        .get_function(plan.kernel)
-        .map_err(|e| backend_error(format!("kernel {} not in the PTX: {e}", plan.kernel)))?;
-    if plan.shared_bytes > DEFAULT_DYNAMIC_SHARED_LIMIT {
+/// Loads [`KERNELS_PTX`] into the current context with line info (so Nsight Compute maps
+/// SASS to the Rust lines of the `.loc` directives, docs/profiling.md) and the JIT's logs:
+/// a rejected PTX says why, with the driver's code, the driver version and the PTX's
+/// `.version`/`.target`.
+fn load_kernels() -> Result<driver::LoadedModule> {
+    let ptx = CString::new(KERNELS_PTX)
+        .map_err(|_| backend_error("the embedded PTX contains a NUL byte".into()))?;
+    driver::load_module(&ptx).map_err(|e| {
+        let isa = ptx_directive(KERNELS_PTX, ".version").unwrap_or("?");
+        let target = ptx_directive(KERNELS_PTX, ".target").unwrap_or("?");
+        let driver = match driver::driver_version() {
+            Ok((major, minor)) => format!("driver CUDA {major}.{minor}"),
+            Err(v) => format!("driver version unknown ({v})"),
+        };
+        backend_error(format!(
+            "loading the kernels' PTX (.version {isa}, .target {target}) into {driver}: {e}{}",
+            if e.code == UNSUPPORTED_PTX_VERSION {
+                " (the driver is older than this PTX ISA version; see the README's First \
+                 GPU run for the minimum driver)"
+            } else {
+                ""
+            }
+        ))
+    })
+}
+
+/// `CUDA_ERROR_UNSUPPORTED_PTX_VERSION`.
+const UNSUPPORTED_PTX_VERSION: driver::Code = 222;
+
+/// The first word after a PTX directive at the start of a line (`.version 7.8` gives
+/// `7.8`).
+fn ptx_directive<'a>(ptx: &'a str, directive: &str) -> Option<&'a str> {
+    ptx.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(directive)?;
+        rest.split([',', ' ', '\t']).find(|w| !w.is_empty())
+    })
+}
+
+/// The entry point of `plan`, looked up once per backend and cached (a lookup by name on
+/// every launch would be timed as part of small problems), and opted in to the plan's
+/// dynamic shared memory when that exceeds the default 48 KiB.
+fn function(state: &mut State, plan: &LaunchPlan) -> Result<driver::Handle> {
+    let index = match state.functions.iter().position(|f| f.kernel == plan.kernel) {
+        Some(i) => i,
+        None => {
+            let name = CString::new(plan.kernel)
+                .map_err(|_| backend_error(format!("kernel name {:?} has a NUL", plan.kernel)))?;
+            let raw = state.module.function(&name).map_err(|e| {
+                backend_error(format!("kernel {} not in the PTX: {e}", plan.kernel))
+            })?;
+            state.functions.push(CachedFunction {
+                kernel: plan.kernel,
+                raw,
+                shared_limit: DEFAULT_DYNAMIC_SHARED_LIMIT,
+            });
+            state.functions.len() - 1
+        }
+    };
+    let f = &mut state.functions[index];
+    if plan.shared_bytes > f.shared_limit {
         let bytes = i32::try_from(plan.shared_bytes).map_err(|_| {
             backend_error(format!(
                 "{}: {} bytes of shared memory",
                 plan.kernel, plan.shared_bytes
             ))
         })?;
-        // SAFETY: `f` is a live function of the loaded module, and the attribute takes a
-        // plain integer; the driver validates the value.
-        let res = unsafe {
-            cust::sys::cuFuncSetAttribute(
-                f.to_raw(),
-                cust::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                bytes,
-            )
-        };
-        if res != cust::sys::CUresult::CUDA_SUCCESS {
-            return Err(backend_error(format!(
-                "{}: cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES = {bytes}): {res:?}",
+        driver::set_function_attribute(
+            f.raw,
+            driver::FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            bytes,
+            &format!(
+                "{}: cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES = {bytes})",
                 plan.kernel
-            )));
-        }
+            ),
+        )
+        .map_err(driver_err)?;
+        f.shared_limit = plan.shared_bytes;
     }
-    Ok(f)
+    Ok(f.raw)
 }
 
 /// An NVTX range named after the kernel around its launch call (feature `nvtx`), so
@@ -486,22 +640,35 @@ impl Drop for LaunchRange {
     }
 }
 
-/// Launches `$f` per `$plan` on `$stream` with the given arguments (each `DeviceCopy`,
-/// checked by cust's `launch!`), mapping the launch error.
+/// Launches the entry of `$plan` on the state's stream with the given arguments (each
+/// `DeviceCopy`, passed by pointer to its value as `cuLaunchKernel` wants), mapping the
+/// launch error.
 macro_rules! launch_plan {
     ($state:expr, $plan:expr, ( $($arg:expr),* $(,)? )) => {{
+        fn assert_device_copy<T: DeviceCopy>(_: &T) {}
         let plan: &LaunchPlan = $plan;
         let _range = LaunchRange::new(plan.kernel);
-        let f = function(&$state.module, plan)?;
-        let stream = &$state.stream;
-        // SAFETY: the arguments are, in order, the kernel's `#[repr(C)]` parameter struct
-        // and `{ptr, len}` views of device allocations of this context that stay alive
-        // until the stream is synchronised (they are owned by the locked state); their
-        // lengths were checked against the parameters just before (`check_lengths`).
-        let res = unsafe {
-            cust::launch!(f<<<plan.grid, plan.block, plan.shared_bytes, stream>>>($($arg),*))
+        let f = function($state, plan)?;
+        let stream = $state.stream.as_inner().cast::<c_void>();
+        $(assert_device_copy(&$arg);)*
+        // SAFETY: `f` belongs to the module loaded in the state's context, which `with_state`
+        // made current, and `stream` to that context. The arguments are, in order, the
+        // kernel's `#[repr(C)]` parameter struct and `{ptr, len}` views of device
+        // allocations of this context that stay alive until the stream is synchronised
+        // (they are owned by the locked state); their lengths were checked against the
+        // parameters just before (`check_lengths`). The pointers to the argument values
+        // live until the end of this statement, after the driver copied them.
+        let code = unsafe {
+            driver::launch(
+                f,
+                plan.grid,
+                plan.block,
+                plan.shared_bytes,
+                stream,
+                &mut [$(&$arg as *const _ as *mut c_void),*],
+            )
         };
-        res.map_err(|e| backend_error(format!("launching {}: {e} ({e:?})", plan.kernel)))
+        driver::check(format!("launching {}", plan.kernel), code).map_err(driver_err)
     }};
 }
 
@@ -557,7 +724,7 @@ fn run_forward(
 }
 
 fn launch_forward(
-    state: &State,
+    state: &mut State,
     fwd: &KernelLaunch<ForwardParams>,
     fv: &ForwardViews,
 ) -> Result<()> {
@@ -615,7 +782,7 @@ fn needs_norms(p: &ForwardParams) -> bool {
 }
 
 fn launch_input_grad(
-    state: &State,
+    state: &mut State,
     launch: &KernelLaunch<GradParams>,
     g: &DeviceSlice<f32>,
     fv: &ForwardViews,
@@ -650,7 +817,7 @@ fn launch_input_grad(
 }
 
 fn launch_weight_grad(
-    state: &State,
+    state: &mut State,
     launch: &KernelLaunch<GradParams>,
     g: &DeviceSlice<f32>,
     fv: &ForwardViews,
@@ -693,9 +860,13 @@ fn download<T: DeviceCopy>(region: &DeviceSlice<T>, host: &mut [T], what: &str) 
             host.len()
         )));
     }
-    region
-        .copy_to(host)
-        .map_err(|e| backend_error(format!("copying {what} to the host: {e}")))
+    region.copy_to(host).map_err(|e| {
+        let code = e as u32 as driver::Code;
+        backend_error(format!(
+            "copying {what} to the host: {}",
+            driver::describe(code)
+        ))
+    })
 }
 
 /// The row-major data of `a`, copied into `scratch` only if `a` is not row-major already.
@@ -723,6 +894,10 @@ impl Backend for CudaBackend {
         margin: Margin,
         mode: Mode,
     ) -> Result<(Array2<f32>, RowCache)> {
+        // The trait is public: a label >= C reaching the kernels would index outside a
+        // device buffer (the emulator catches that, the GPU does not), so the inputs are
+        // checked here as well as in `layer::forward_on`.
+        crate::layer::validate_inputs(x, w, labels)?;
         let (n, d) = x.dim();
         let c = w.nrows();
         let fwd = forward_plan(n, d, c, margin, mode)?;
@@ -731,29 +906,30 @@ impl Backend for CudaBackend {
         } else {
             None
         };
-        let mut guard = self.lock()?;
-        let state = &mut *guard;
-        let mut scratch = Vec::new();
-        let b = &mut state.buffers;
-        let xd = b.x.upload(row_major(&x, &mut scratch), "x")?;
-        let wd = b.w.upload(row_major(&w, &mut scratch), "w")?;
-        let ld = upload_labels(b, labels)?;
-        let fv = run_forward(state, &fwd, norms.as_ref(), xd, wd, ld)?;
-        state
-            .stream
-            .synchronize()
-            .map_err(cuda_err("running the forward kernels"))?;
-        let mut out = vec![0.0f32; n * c];
-        if let Some(region) = &fv.out {
-            download(region, &mut out, "out")?;
-        }
-        let mut cache = RowCache::plain(n);
-        download(&fv.p, &mut cache.p, "p")?;
-        download(&fv.alpha_scale, &mut cache.alpha_scale, "alpha_scale")?;
-        download(&fv.gamma_scale, &mut cache.gamma_scale, "gamma_scale")?;
-        let out = Array2::from_shape_vec((n, c), out)
-            .map_err(|e| backend_error(format!("output of {n}x{c}: {e}")))?;
-        Ok((out, cache))
+        self.with_state(|state| {
+            let mut scratch = Vec::new();
+            let b = &mut state.buffers;
+            let xd = b.x.upload(row_major(&x, &mut scratch), "x")?;
+            let wd = b.w.upload(row_major(&w, &mut scratch), "w")?;
+            let ld = upload_labels(b, labels)?;
+            let fv = run_forward(state, &fwd, norms.as_ref(), xd, wd, ld)?;
+            driver::stream_synchronize(
+                state.stream.as_inner().cast(),
+                "running the forward kernels",
+            )
+            .map_err(driver_err)?;
+            let mut out = vec![0.0f32; n * c];
+            if let Some(region) = &fv.out {
+                download(region, &mut out, "out")?;
+            }
+            let mut cache = RowCache::plain(n);
+            download(&fv.p, &mut cache.p, "p")?;
+            download(&fv.alpha_scale, &mut cache.alpha_scale, "alpha_scale")?;
+            download(&fv.gamma_scale, &mut cache.gamma_scale, "gamma_scale")?;
+            let out = Array2::from_shape_vec((n, c), out)
+                .map_err(|e| backend_error(format!("output of {n}x{c}: {e}")))?;
+            Ok((out, cache))
+        })
     }
 
     fn backward(
@@ -764,8 +940,17 @@ impl Backend for CudaBackend {
         cache: &RowCache,
         dout: ArrayView2<f32>,
     ) -> Result<Grads> {
+        // Checked here as well as in `layer::backward`: see `forward`.
+        crate::layer::validate_inputs(x, w, labels)?;
         let (n, d) = x.dim();
         let c = w.nrows();
+        if dout.dim() != (n, c) {
+            return Err(Error::Shape(format!(
+                "dout is {}x{} but the layer output is {n}x{c}",
+                dout.nrows(),
+                dout.ncols()
+            )));
+        }
         for (name, len) in [
             ("p", cache.p.len()),
             ("alpha_scale", cache.alpha_scale.len()),
@@ -779,40 +964,41 @@ impl Backend for CudaBackend {
         }
         let ig = input_grad_plan(n, d, c)?;
         let wg = weight_grad_plan(n, d, c)?;
-        let mut guard = self.lock()?;
-        let state = &mut *guard;
-        let mut scratch = Vec::new();
-        let b = &mut state.buffers;
-        let fv = ForwardViews {
-            x: b.x.upload(row_major(&x, &mut scratch), "x")?,
-            w: b.w.upload(row_major(&w, &mut scratch), "w")?,
-            labels: upload_labels(b, labels)?,
-            x_norms: None,
-            w_norms: None,
-            out: None,
-            p: b.p.upload(&cache.p, "p")?,
-            alpha_scale: b.alpha_scale.upload(&cache.alpha_scale, "alpha_scale")?,
-            gamma_scale: b.gamma_scale.upload(&cache.gamma_scale, "gamma_scale")?,
-        };
-        let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
-        let dx = b.dx.region(n * d, "dx")?;
-        let dw = b.dw.region(c * d, "dw")?;
-        launch_input_grad(state, &ig, &g, &fv, &dx)?;
-        launch_weight_grad(state, &wg, &g, &fv, &dw)?;
-        state
-            .stream
-            .synchronize()
-            .map_err(cuda_err("running the gradient kernels"))?;
-        let mut dx_host = vec![0.0f32; n * d];
-        let mut dw_host = vec![0.0f32; c * d];
-        download(&dx, &mut dx_host, "dx")?;
-        download(&dw, &mut dw_host, "dw")?;
-        let grads = Grads {
-            dx: Array2::from_shape_vec((n, d), dx_host)
-                .map_err(|e| backend_error(format!("dx of {n}x{d}: {e}")))?,
-            dw: Array2::from_shape_vec((c, d), dw_host)
-                .map_err(|e| backend_error(format!("dw of {c}x{d}: {e}")))?,
-        };
-        Ok(grads)
+        self.with_state(|state| {
+            let mut scratch = Vec::new();
+            let b = &mut state.buffers;
+            let fv = ForwardViews {
+                x: b.x.upload(row_major(&x, &mut scratch), "x")?,
+                w: b.w.upload(row_major(&w, &mut scratch), "w")?,
+                labels: upload_labels(b, labels)?,
+                x_norms: None,
+                w_norms: None,
+                out: None,
+                p: b.p.upload(&cache.p, "p")?,
+                alpha_scale: b.alpha_scale.upload(&cache.alpha_scale, "alpha_scale")?,
+                gamma_scale: b.gamma_scale.upload(&cache.gamma_scale, "gamma_scale")?,
+            };
+            let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
+            let dx = b.dx.region(n * d, "dx")?;
+            let dw = b.dw.region(c * d, "dw")?;
+            launch_input_grad(state, &ig, &g, &fv, &dx)?;
+            launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+            driver::stream_synchronize(
+                state.stream.as_inner().cast(),
+                "running the gradient kernels",
+            )
+            .map_err(driver_err)?;
+            let mut dx_host = vec![0.0f32; n * d];
+            let mut dw_host = vec![0.0f32; c * d];
+            download(&dx, &mut dx_host, "dx")?;
+            download(&dw, &mut dw_host, "dw")?;
+            let grads = Grads {
+                dx: Array2::from_shape_vec((n, d), dx_host)
+                    .map_err(|e| backend_error(format!("dx of {n}x{d}: {e}")))?,
+                dw: Array2::from_shape_vec((c, d), dw_host)
+                    .map_err(|e| backend_error(format!("dw of {c}x{d}: {e}")))?,
+            };
+            Ok(grads)
+        })
     }
 }

@@ -20,6 +20,16 @@ pub use cuda::CudaBackend;
 pub use emulated::EmulatedBackend;
 pub use flops::MarginKernel;
 
+/// `LSOFTMAX_REQUIRE_CUDA`: set to `1` on a machine that has a GPU (a GPU CI) to make a
+/// CUDA backend that is unavailable (no driver, no device, no `cuda` feature) a failure
+/// of the tests and the demo instead of a skip or a fallback to the emulator.
+pub const REQUIRE_CUDA_ENV: &str = "LSOFTMAX_REQUIRE_CUDA";
+
+/// Whether [`REQUIRE_CUDA_ENV`] is set to `1`.
+pub fn cuda_required() -> bool {
+    std::env::var(REQUIRE_CUDA_ENV).is_ok_and(|v| v == "1")
+}
+
 /// The backends a command line can choose (`--backend`). Adding one is a variant here and
 /// its arm in [`BackendKind::instance`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -43,7 +53,7 @@ impl BackendKind {
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?)),
             #[cfg(not(feature = "cuda"))]
-            BackendKind::Cuda => Err(crate::error::Error::Backend {
+            BackendKind::Cuda => Err(crate::error::Error::BackendUnavailable {
                 backend: "cuda",
                 message: "built without the cuda feature: rebuild with `--features cuda` \
                           (see docs/profiling.md)"

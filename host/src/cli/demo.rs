@@ -18,8 +18,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::gradcheck::{check_margins, default_margins, random_problem};
-use crate::backend::{Backend, BackendKind, CpuBackend, EmulatedBackend};
-use crate::error::Result;
+use crate::backend::{
+    Backend, BackendKind, CpuBackend, EmulatedBackend, REQUIRE_CUDA_ENV, cuda_required,
+};
+use crate::error::{Error, Result};
 use crate::gradcheck::Config;
 use crate::margin::{Margin, Mode};
 use crate::reference::agreement::{self, Problem};
@@ -69,8 +71,9 @@ pub fn run(args: Args) -> ExitCode {
 
 fn demo(out_dir: &Path) -> Result<bool> {
     let start = Instant::now();
+    // First, so that a CUDA backend that fails to start stops the demo at once.
+    let (backend, why) = best_kernel_backend()?;
     let grads_ok = gradient_check()?;
-    let (backend, why) = best_kernel_backend();
     let kernels_ok = kernel_check(backend.as_ref(), &why)?;
     toy_model(out_dir, backend)?;
     let verdict = if grads_ok && kernels_ok {
@@ -139,16 +142,25 @@ fn gradient_check() -> Result<bool> {
     Ok(all_ok)
 }
 
-/// CUDA if it starts, else the emulator; the string says which and why.
-fn best_kernel_backend() -> (Arc<dyn Backend>, String) {
+/// CUDA if it starts, else (no driver, no device, no `cuda` feature) the emulator; the
+/// string says which and why. Any other CUDA startup failure is an error, and so is an
+/// unavailable CUDA under `LSOFTMAX_REQUIRE_CUDA=1`.
+fn best_kernel_backend() -> Result<(Arc<dyn Backend>, String)> {
     match BackendKind::Cuda.instance() {
-        Ok(cuda) => (Arc::from(cuda), "CUDA device 0".to_string()),
-        Err(e) => (
+        Ok(cuda) => Ok((Arc::from(cuda), "CUDA device 0".to_string())),
+        Err(Error::BackendUnavailable { backend, message }) if cuda_required() => {
+            Err(Error::BackendUnavailable {
+                backend,
+                message: format!("{message} ({REQUIRE_CUDA_ENV}=1 requires it)"),
+            })
+        }
+        Err(e @ Error::BackendUnavailable { .. }) => Ok((
             Arc::new(EmulatedBackend),
             format!(
                 "CPU emulator with memcheck, racecheck, initcheck and synccheck on; no CUDA ({e})"
             ),
-        ),
+        )),
+        Err(e) => Err(e),
     }
 }
 

@@ -2,8 +2,9 @@
 //! for Nsight Systems / Nsight Compute to record (docs/profiling.md), and prints the time
 //! CUDA events measured and the rate it implies.
 //!
-//! Exit status: 0 after the run, 2 on bad arguments or in a build without the `cuda`
-//! feature, 1 if the CUDA backend fails (no driver, no device, a launch error).
+//! Exit status: 0 after the run, 2 on bad arguments or when the CUDA backend is
+//! unavailable (a build without the `cuda` feature, no NVIDIA driver, no device), 1 if the
+//! CUDA backend fails (the PTX does not load, a launch or kernel error, ...).
 
 use std::process::ExitCode;
 
@@ -100,6 +101,7 @@ mod imp {
                 eprintln!("error: {e}");
                 match e {
                     Error::Backend { .. } => ExitCode::FAILURE,
+                    // Bad arguments, and a backend that is unavailable here.
                     _ => ExitCode::from(2),
                 }
             }

@@ -2,7 +2,9 @@
 //! files, written as float32 `DIR/out.npy` (and `DIR/dx.npy`, `DIR/dw.npy`).
 //!
 //! Every input is read and checked and everything is computed before `DIR` is created, so a
-//! bad input leaves nothing behind: one `error:` line on stderr and exit status 2.
+//! bad input leaves nothing behind: one `error:` line on stderr and exit status 2 (also when
+//! the backend is unavailable: no `cuda` feature, driver or device). A backend that fails
+//! while running (a CUDA driver or kernel error) exits 1, like a failed write.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,13 +54,19 @@ struct Outputs {
     notes: Vec<String>,
 }
 
-/// Runs `lsoftmax run`: exit 0 on success, 2 on bad input, 1 if writing fails.
+/// Runs `lsoftmax run`: exit 0 on success, 2 on bad input or an unavailable backend, 1 if
+/// the backend fails or writing fails.
 pub fn run(args: Args) -> ExitCode {
     let computed = match compute(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            let code = if matches!(e, Error::Backend { .. }) {
+                1
+            } else {
+                2
+            };
+            return ExitCode::from(code);
         }
     };
     for note in &computed.notes {

@@ -61,8 +61,10 @@ pub struct Args {
     out: PathBuf,
 }
 
-/// Runs `lsoftmax train`: exit 0 on success, 2 on bad settings (or a backend that cannot
-/// start), 1 if training fails (divergence) or the outputs cannot be written.
+/// Runs `lsoftmax train`: exit 0 on success, 2 on bad settings (or a backend that is
+/// unavailable: no `cuda` feature, driver or device), 1 if the backend fails (also while
+/// starting: a CUDA driver error), training fails (divergence) or the outputs cannot be
+/// written.
 pub fn run(args: Args) -> ExitCode {
     let fail = |e: crate::error::Error, code: u8| {
         eprintln!("error: {e}");
@@ -70,6 +72,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     let config = match config_of(&args) {
         Ok(config) => config,
+        Err(e @ crate::error::Error::Backend { .. }) => return fail(e, 1),
         Err(e) => return fail(e, 2),
     };
     match train_and_report(&args, &config) {

@@ -281,3 +281,14 @@ mod normalised {
         let _ = fast::row_norms;
     }
 }
+
+/// The simplified margin's convention at its kink: `g = z`, `p = 1` at z = 0 exactly
+/// (MARGIN-MATH.md), `g = k·z`, `p = k` just above.
+#[test]
+fn simplified_margin_at_z_zero_is_plain() {
+    let margin = Margin::simplified(0.25).unwrap();
+    let t = naive::target_logit(margin, 0.0, 0.0, 1.0);
+    assert_eq!((t.g, t.p, t.q), (0.0, 1.0, 0.0));
+    let t = naive::target_logit(margin, 1e-300, 1.0, 1.0);
+    assert_eq!((t.g, t.p), (0.25e-300, 0.25));
+}

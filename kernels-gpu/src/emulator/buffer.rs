@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::context::{self, ThreadCtx, lock};
-use super::error::{Access, Fault, MemorySpace};
+use super::error::{Access, Fault, MemorySpace, StopPoint};
 use crate::device::{Global, GlobalMut};
 
 type AnyBuffer = Arc<dyn Any + Send + Sync>;
@@ -175,6 +175,32 @@ impl<T: Copy + Send + 'static> std::fmt::Debug for DeviceBuffer<T> {
 
 fn lookup(id: u64) -> Option<AnyBuffer> {
     lock(&REGISTRY).get(&id).cloned()
+}
+
+/// Buffer `id` as fault messages name it (only computed for a report).
+fn display_name<T: Copy + Send + 'static>(id: u64) -> String {
+    lookup(id)
+        .and_then(|b| {
+            b.downcast_ref::<BufferCore<T>>()
+                .map(|core| format!("`{}`", lock(&core.state).name))
+        })
+        .unwrap_or_else(|| format!("freed buffer #{id}"))
+}
+
+/// The stopping point of a global access, for the block-timeout report.
+fn stop_point<T: Copy + Send + 'static>(
+    id: u64,
+    access: Access,
+    index: usize,
+    location: &'static Location<'static>,
+) -> impl FnOnce() -> StopPoint {
+    move || StopPoint::Access {
+        space: MemorySpace::Global,
+        access,
+        buffer: display_name::<T>(id),
+        index,
+        location,
+    }
 }
 
 /// Runs `f` on buffer `id` of element type `T`, through the thread's cache.
@@ -341,7 +367,7 @@ pub(crate) fn read<T: Copy + Send + 'static>(
     location: &'static Location<'static>,
 ) -> T {
     let in_launch = context::try_with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(stop_point::<T>(id, Access::Read, index, location));
         with_buffer::<T, T>(ctx, id, location, |core| {
             let mut state = lock(&core.state);
             if index >= len {
@@ -377,7 +403,7 @@ pub(crate) fn write<T: Copy + Send + 'static>(
     location: &'static Location<'static>,
 ) {
     let in_launch = context::try_with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(stop_point::<T>(id, Access::Write, index, location));
         with_buffer::<T, ()>(ctx, id, location, |core| {
             let mut state = lock(&core.state);
             if index >= len {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::config::Dim3;
-use super::error::{Fault, LaunchError};
+use super::error::{Fault, LaunchError, StopPoint};
 use super::shared::SharedMemory;
 use super::sync::Barrier;
 
@@ -65,6 +65,12 @@ impl LaunchState {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// Makes every thread of the launch stop at its next access or barrier, without
+    /// recording a fault (the block timeout records its own once they stopped).
+    pub fn halt(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
@@ -94,6 +100,10 @@ pub(crate) struct BlockState {
     pub threads: u32,
     pub barrier: Barrier,
     pub shared: Mutex<SharedMemory>,
+    /// The block ran past its timeout: threads note where they stop.
+    pub timed_out: AtomicBool,
+    /// The thread to name in the timeout report and where it stopped.
+    pub stopped: Mutex<Option<(Dim3, StopPoint)>>,
 }
 
 impl BlockState {
@@ -102,6 +112,8 @@ impl BlockState {
             threads,
             barrier: Barrier::new(),
             shared: Mutex::new(SharedMemory::new(shared_bytes)),
+            timed_out: AtomicBool::new(false),
+            stopped: Mutex::new(None),
         }
     }
 }
@@ -146,13 +158,13 @@ impl ThreadCtx {
         self.block_dim.delinearize(u64::from(linear))
     }
 
-    /// Called at every device-memory access and barrier: stops this thread if the launch
-    /// has already failed (another thread's fault, or the block timeout), and with
-    /// schedule perturbation on gives up the CPU at random (one call in four), so that
-    /// other threads of the block interleave here.
-    pub fn maybe_yield(&self) {
+    /// Called at every device-memory access and barrier (`at` describes it): stops this
+    /// thread if the launch has already failed (another thread's fault, or the block
+    /// timeout), and with schedule perturbation on gives up the CPU at random (one call
+    /// in four), so that other threads of the block interleave here.
+    pub fn maybe_yield(&self, at: impl FnOnce() -> StopPoint) {
         if self.launch.failed() {
-            unwind_quietly();
+            self.stop(at);
         }
         let mut x = self.rng.get();
         if x == 0 {
@@ -165,6 +177,29 @@ impl ThreadCtx {
         if x & 3 == 0 {
             std::thread::yield_now();
         }
+    }
+}
+
+impl ThreadCtx {
+    /// Ends this thread because the launch failed. If its block timed out, `at` (where it
+    /// stopped) may become the report's: the first thread stopped at a memory access, else
+    /// the first stopped at a barrier (`at` is only evaluated then).
+    pub fn stop(&self, at: impl FnOnce() -> StopPoint) -> ! {
+        if self.block_state.timed_out.load(Ordering::Acquire) {
+            let mut stopped = lock(&self.block_state.stopped);
+            let replace = match &*stopped {
+                None => true,
+                Some((_, StopPoint::Barrier { .. })) => true,
+                Some((_, StopPoint::Access { .. })) => false,
+            };
+            if replace {
+                let at = at();
+                if stopped.is_none() || matches!(at, StopPoint::Access { .. }) {
+                    *stopped = Some((self.thread, at));
+                }
+            }
+        }
+        unwind_quietly()
     }
 }
 

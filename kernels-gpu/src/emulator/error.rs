@@ -124,6 +124,10 @@ pub enum Fault {
     /// A block ran past [`LaunchOptions::block_timeout`](crate::emulator::LaunchOptions):
     /// typically a loop that never ends (its threads were stopped at their next device
     /// memory access or barrier).
+    ///
+    /// The error's `thread` is a thread that was stopped, and `stopped_at` where: a thread
+    /// stopped at a memory access is preferred to one released from a barrier (the
+    /// barrier waiters are usually waiting for the looping thread).
     BlockTimeout {
         /// The timeout.
         after: Duration,
@@ -131,6 +135,9 @@ pub enum Fault {
         unfinished: u32,
         /// Threads of the block.
         threads: u32,
+        /// Where the reported thread was stopped; `None` if every unfinished thread
+        /// finished on its own before reaching a stopping point.
+        stopped_at: Option<StopPoint>,
     },
     /// A kernel thread panicked (for example arithmetic overflow in a debug build).
     Panic {
@@ -139,6 +146,45 @@ pub enum Fault {
     },
     /// The host could not provide enough OS threads for a block.
     Resources(String),
+}
+
+/// Where a thread stopped by the block timeout was: the access or barrier it was about to
+/// make (in an endless loop, an access of the loop).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopPoint {
+    /// A device-memory access.
+    Access {
+        /// Global or shared.
+        space: MemorySpace,
+        /// Load or store.
+        access: Access,
+        /// Buffer name or shared view description.
+        buffer: String,
+        /// Element index.
+        index: usize,
+        /// Kernel source line of the access.
+        location: &'static Location<'static>,
+    },
+    /// A barrier (the thread was waiting there, or about to).
+    Barrier {
+        /// The barrier's call site.
+        location: &'static Location<'static>,
+    },
+}
+
+impl fmt::Display for StopPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopPoint::Access {
+                space,
+                access,
+                buffer,
+                index,
+                location,
+            } => write!(f, "its {space} {access} of {buffer}[{index}] at {location}"),
+            StopPoint::Barrier { location } => write!(f, "the barrier at {location}"),
+        }
+    }
 }
 
 /// A failed emulated launch.
@@ -229,10 +275,17 @@ impl fmt::Display for Fault {
                 buffer,
                 index,
                 location,
-            } => write!(
-                f,
-                "initcheck: read of uninitialised {space} memory {buffer}[{index}] at {location}"
-            ),
+            } => {
+                // A shared view's description already says "shared memory".
+                let memory = match space {
+                    MemorySpace::Global => "global memory ",
+                    MemorySpace::Shared => "",
+                };
+                write!(
+                    f,
+                    "initcheck: read of uninitialised {memory}{buffer}[{index}] at {location}"
+                )
+            }
             Fault::Race {
                 space,
                 access,
@@ -284,11 +337,18 @@ impl fmt::Display for Fault {
                 after,
                 unfinished,
                 threads,
-            } => write!(
-                f,
-                "block still running after {after:?}: {unfinished} of {threads} threads had not \
-                 finished (an endless loop?)"
-            ),
+                stopped_at,
+            } => {
+                write!(
+                    f,
+                    "block still running after {after:?}: {unfinished} of {threads} threads had \
+                     not finished (an endless loop?)"
+                )?;
+                match stopped_at {
+                    Some(at) => write!(f, "; this thread was stopped at {at}"),
+                    None => f.write_str("; they finished before reaching a stopping point"),
+                }
+            }
             Fault::Panic { message } => write!(f, "thread panicked: {message}"),
             Fault::Resources(why) => write!(f, "emulator out of resources: {why}"),
         }

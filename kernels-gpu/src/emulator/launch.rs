@@ -175,19 +175,25 @@ fn run_block(
     pool::submit_batch(jobs);
     let unfinished = completion.wait_for(block_timeout);
     if unfinished > 0 {
+        // Barrier waiters are released; running threads stop at their next access
+        // (`ThreadCtx::maybe_yield`), noting where. The jobs borrow `kernel`, so wait for
+        // all of them; then report one stopped thread and its stopping point.
+        block_state.timed_out.store(true, Ordering::Release);
+        launch.halt();
+        block_state.barrier.poison();
+        completion.wait();
+        let stopped = lock(&block_state.stopped).take();
+        let (thread, stopped_at) = stopped.map_or((None, None), |(t, at)| (Some(t), Some(at)));
         launch.record(launch.error_at(
             block,
-            None,
+            thread,
             Fault::BlockTimeout {
                 after: block_timeout,
                 unfinished,
                 threads,
+                stopped_at,
             },
         ));
-        // Barrier waiters are released; running threads stop at their next access
-        // (`ThreadCtx::maybe_yield`). The jobs borrow `kernel`, so wait for all of them.
-        block_state.barrier.poison();
-        completion.wait();
     }
 }
 

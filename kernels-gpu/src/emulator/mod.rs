@@ -32,7 +32,9 @@
 //!
 //! A block that runs longer than [`LaunchOptions::block_timeout`] (an endless loop) fails
 //! the launch with [`Fault::BlockTimeout`]: its threads stop at their next device-memory
-//! access or barrier.
+//! access or barrier, and the report names one stopped thread and where it stopped
+//! ([`StopPoint`]: buffer, index and source line of the access, preferred over a thread
+//! released from a barrier).
 //!
 //! Not emulated: warps and warp-synchronous behaviour, atomics, memory ordering weaker
 //! than sequential consistency. Not caught: a thread that loops forever without touching
@@ -51,5 +53,5 @@ pub use buffer::DeviceBuffer;
 pub use config::{
     Dim3, LaunchConfig, LaunchOptions, MAX_DYNAMIC_SHARED_BYTES, MAX_THREADS_PER_BLOCK,
 };
-pub use error::{Access, Fault, LaunchError, MemorySpace};
+pub use error::{Access, Fault, LaunchError, MemorySpace, StopPoint};
 pub use launch::{launch, launch_with_options};

@@ -4,7 +4,7 @@
 use std::panic::Location;
 
 use super::context::{self, ThreadCtx, lock};
-use super::error::{Access, Fault, MemorySpace};
+use super::error::{Access, Fault, MemorySpace, StopPoint};
 use crate::device::DeviceCopy;
 
 /// Marks a byte read by more than one thread in the current epoch.
@@ -32,6 +32,22 @@ impl SharedMemory {
             bytes: vec![0; len],
             shadow: vec![ByteState::default(); len],
         }
+    }
+}
+
+/// The stopping point of a shared access, for the block-timeout report.
+fn stop_point<T>(
+    byte_offset: usize,
+    access: Access,
+    index: usize,
+    location: &'static Location<'static>,
+) -> impl FnOnce() -> StopPoint {
+    move || StopPoint::Access {
+        space: MemorySpace::Shared,
+        access,
+        buffer: describe::<T>(byte_offset),
+        index,
+        location,
     }
 }
 
@@ -76,7 +92,7 @@ pub(crate) fn read<T: DeviceCopy>(
     location: &'static Location<'static>,
 ) -> T {
     context::with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(stop_point::<T>(byte_offset, Access::Read, index, location));
         let result =
             byte_range::<T>(ctx, byte_offset, index, Access::Read, location).and_then(|range| {
                 let mut mem = lock(&ctx.block_state.shared);
@@ -128,7 +144,7 @@ pub(crate) fn write<T: DeviceCopy>(
     location: &'static Location<'static>,
 ) {
     context::with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(stop_point::<T>(byte_offset, Access::Write, index, location));
         let result =
             byte_range::<T>(ctx, byte_offset, index, Access::Write, location).and_then(|range| {
                 let mut mem = lock(&ctx.block_state.shared);

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::Instant;
 
-use super::context::{self, ThreadCtx, lock, unwind_quietly};
+use super::context::{self, ThreadCtx, lock};
 
-use super::error::Fault;
+use super::error::{Fault, StopPoint};
 
 /// Yields before a barrier waiter parks.
 const SPIN_YIELDS: u32 = 8;
@@ -68,10 +68,11 @@ impl Barrier {
     /// Waits until all threads of the block reach `site`.
     fn wait(&self, ctx: &ThreadCtx, site: &'static Location<'static>) {
         let me = ctx.thread_linear;
+        let stop = || StopPoint::Barrier { location: site };
         let mut st = lock(&self.state);
         if self.is_poisoned() {
             drop(st);
-            unwind_quietly();
+            ctx.stop(stop);
         }
         if let Some(exited) = st.exited {
             drop(st);
@@ -116,7 +117,7 @@ impl Barrier {
                 return;
             }
             if self.is_poisoned() {
-                unwind_quietly();
+                ctx.stop(stop);
             }
             std::thread::yield_now();
         }
@@ -132,7 +133,7 @@ impl Barrier {
         // is lost; spurious wake-ups just loop.
         while self.generation.load(Ordering::Acquire) == generation {
             if self.is_poisoned() {
-                unwind_quietly();
+                ctx.stop(stop);
             }
             let waited = start.elapsed();
             if waited >= timeout {
@@ -169,7 +170,7 @@ impl Barrier {
 /// `sync_threads` for the calling emulated thread.
 pub(crate) fn sync_threads(site: &'static Location<'static>) {
     context::with(|ctx| {
-        ctx.maybe_yield();
+        ctx.maybe_yield(|| StopPoint::Barrier { location: site });
         ctx.block_state.barrier.wait(ctx, site);
         ctx.epoch.set(ctx.epoch.get() + 1);
     });
