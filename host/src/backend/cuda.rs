@@ -35,7 +35,7 @@ use cust::event::{Event, EventFlags};
 use cust::memory::bytemuck::Zeroable;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
 use cust::stream::{Stream, StreamFlags};
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
+use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, RowScaleParams};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,7 +44,7 @@ use super::Backend;
 use super::flops::MarginKernel;
 use super::launch::{
     KernelLaunch, LaunchPlan, forward_plan, input_grad_plan, needs_row_norms, row_norms_plan,
-    weight_grad_plan,
+    row_project_plan, row_scale_plan, weight_grad_plan,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
@@ -167,7 +167,10 @@ impl<T: DeviceCopy> View<T> {
 #[derive(Clone, Copy)]
 struct Param<P>(P);
 
-// SAFETY: `ForwardParams` is `#[repr(C)]` with eight 4-byte fields (`u32`, `f32` and two
+// SAFETY: `#[repr(C)]` struct of two `u32` and one `f32`: no padding, no pointers, all bit
+// patterns valid.
+unsafe impl DeviceCopy for Param<RowScaleParams> {}
+// SAFETY: `ForwardParams` is `#[repr(C)]` with twelve 4-byte fields (`u32`, `f32` and two
 // `#[repr(u32)]` enums): no padding, no pointers. The kernel only reads it, so no invalid
 // enum value can come back to the host.
 unsafe impl DeviceCopy for Param<ForwardParams> {}
@@ -234,6 +237,11 @@ struct Buffers {
     g: Slot<f32>,
     dx: Slot<f32>,
     dw: Slot<f32>,
+    /// The normalised margins' operands `X̃`, `Ŵ` and their gradients `dX̃`, `dŴ`.
+    x_scaled: Slot<f32>,
+    w_scaled: Slot<f32>,
+    dx_scaled: Slot<f32>,
+    dw_scaled: Slot<f32>,
     /// Host staging of the labels as the kernels' `u32`.
     labels_host: Vec<u32>,
 }
@@ -719,8 +727,104 @@ fn run_forward(
         fv.x_norms = Some(x_norms);
         fv.w_norms = Some(w_norms);
     }
+    if fwd.params.margin.is_normalised() {
+        let (x_norms, w_norms) = match (&fv.x_norms, &fv.w_norms) {
+            (Some(xn), Some(wn)) => (xn.index(..), wn.index(..)),
+            _ => return Err(backend_error("normalised margin without row norms".into())),
+        };
+        let x_scale = feature_scale(&fwd.params);
+        (fv.x, fv.w) = normalised_operands(state, x_scale, &fv.x, &fv.w, &x_norms, &w_norms)?;
+    }
     launch_forward(state, fwd, &fv)?;
     Ok(fv)
+}
+
+/// `Some(S)` for the kinds that rescale the rows of X (CosFace, ArcFace, combined).
+fn feature_scale(p: &ForwardParams) -> Option<f32> {
+    use kernels_gpu::params::MarginKind;
+    matches!(
+        p.margin,
+        MarginKind::CosFace | MarginKind::ArcFace | MarginKind::Combined
+    )
+    .then_some(p.s)
+}
+
+/// `X̃` (`S·x_i/‖x_i‖` if `x_scale` is given, else `x` itself) and `Ŵ = w_j/‖w_j‖` by the
+/// `row_scale` kernel.
+fn normalised_operands(
+    state: &mut State,
+    x_scale: Option<f32>,
+    x: &DeviceSlice<f32>,
+    w: &DeviceSlice<f32>,
+    x_norms: &DeviceSlice<f64>,
+    w_norms: &DeviceSlice<f64>,
+) -> Result<(DeviceSlice<f32>, DeviceSlice<f32>)> {
+    let xt = match x_scale {
+        Some(s) => {
+            let out = state.buffers.x_scaled.region(x.len(), "x_scaled")?;
+            launch_row_scale(state, x, x_norms, s, &out)?;
+            out
+        }
+        None => x.index(..),
+    };
+    let wt = state.buffers.w_scaled.region(w.len(), "w_scaled")?;
+    launch_row_scale(state, w, w_norms, 1.0, &wt)?;
+    Ok((xt, wt))
+}
+
+/// `out_i = factor·v_i/‖v_i‖` (the `row_scale` kernel) for the `norms.len()` rows of `v`.
+fn launch_row_scale(
+    state: &mut State,
+    v: &DeviceSlice<f32>,
+    norms: &DeviceSlice<f64>,
+    factor: f32,
+    out: &DeviceSlice<f32>,
+) -> Result<()> {
+    let rows = norms.len();
+    let d = v.len().checked_div(rows).unwrap_or(0);
+    let launch = row_scale_plan(rows, d, factor)?;
+    let (vv, nv, ov) = (View::of(v), View::of(norms), View::of(out));
+    let (r, dd) = (u64::from(launch.params.rows), u64::from(launch.params.d));
+    check_lengths(
+        launch.plan.kernel,
+        &[
+            ("v", vv.len, r * dd),
+            ("norms", nv.len, r),
+            ("out", ov.len, r * dd),
+        ],
+    )?;
+    launch_plan!(state, &launch.plan, (Param(launch.params), vv, nv, ov))
+}
+
+/// `dv_i = (factor/‖v_i‖)·(dṽ_i − (v̂_i·dṽ_i)·v̂_i)` (the `row_project` kernel).
+fn launch_row_project(
+    state: &mut State,
+    v: &DeviceSlice<f32>,
+    norms: &DeviceSlice<f64>,
+    factor: f32,
+    dv_scaled: &DeviceSlice<f32>,
+    dv: &DeviceSlice<f32>,
+) -> Result<()> {
+    let rows = norms.len();
+    let d = v.len().checked_div(rows).unwrap_or(0);
+    let launch = row_project_plan(rows, d, factor)?;
+    let (vv, nv, gv, ov) = (
+        View::of(v),
+        View::of(norms),
+        View::of(dv_scaled),
+        View::of(dv),
+    );
+    let (r, dd) = (u64::from(launch.params.rows), u64::from(launch.params.d));
+    check_lengths(
+        launch.plan.kernel,
+        &[
+            ("v", vv.len, r * dd),
+            ("norms", nv.len, r),
+            ("dv_scaled", gv.len, r * dd),
+            ("dv", ov.len, r * dd),
+        ],
+    )?;
+    launch_plan!(state, &launch.plan, (Param(launch.params), vv, nv, gv, ov))
 }
 
 fn launch_forward(
@@ -739,7 +843,8 @@ fn launch_forward(
         View::of(&fv.alpha_scale),
         View::of(&fv.gamma_scale),
     );
-    // Only L-Softmax training reads the norms; other launches get empty views.
+    // L-Softmax training and the normalised margins read the norms; other launches get
+    // empty views.
     let reads_norms = needs_norms(&p);
     let norm_len = |len: u64| if reads_norms { len } else { 0 };
     check_lengths(
@@ -778,7 +883,7 @@ fn launch_forward(
 /// (the kernel-side twin of [`needs_row_norms`]).
 fn needs_norms(p: &ForwardParams) -> bool {
     use kernels_gpu::params::{KernelMode, MarginKind};
-    p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train
+    (p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train) || p.margin.is_normalised()
 }
 
 fn launch_input_grad(
@@ -923,6 +1028,16 @@ impl Backend for CudaBackend {
                 download(region, &mut out, "out")?;
             }
             let mut cache = RowCache::plain(n);
+            if let (true, Some(xn), Some(wn)) = (margin.is_normalised(), &fv.x_norms, &fv.w_norms) {
+                let mut norms = crate::layer::Normalisation {
+                    x_norms: vec![0.0; n],
+                    w_norms: vec![0.0; c],
+                    x_scale: margin.feature_scale(),
+                };
+                download(xn, &mut norms.x_norms, "x_norms")?;
+                download(wn, &mut norms.w_norms, "w_norms")?;
+                cache.normalisation = Some(norms);
+            }
             download(&fv.p, &mut cache.p, "p")?;
             download(&fv.alpha_scale, &mut cache.alpha_scale, "alpha_scale")?;
             download(&fv.gamma_scale, &mut cache.gamma_scale, "gamma_scale")?;
@@ -962,12 +1077,23 @@ impl Backend for CudaBackend {
                 )));
             }
         }
+        if let Some(nm) = cache
+            .normalisation
+            .as_ref()
+            .filter(|nm| nm.x_norms.len() != n || nm.w_norms.len() != c)
+        {
+            return Err(Error::Shape(format!(
+                "row cache norms have {} and {} entries but x has {n} rows and w {c}",
+                nm.x_norms.len(),
+                nm.w_norms.len()
+            )));
+        }
         let ig = input_grad_plan(n, d, c)?;
         let wg = weight_grad_plan(n, d, c)?;
         self.with_state(|state| {
             let mut scratch = Vec::new();
             let b = &mut state.buffers;
-            let fv = ForwardViews {
+            let mut fv = ForwardViews {
                 x: b.x.upload(row_major(&x, &mut scratch), "x")?,
                 w: b.w.upload(row_major(&w, &mut scratch), "w")?,
                 labels: upload_labels(b, labels)?,
@@ -981,8 +1107,30 @@ impl Backend for CudaBackend {
             let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
             let dx = b.dx.region(n * d, "dx")?;
             let dw = b.dw.region(c * d, "dw")?;
-            launch_input_grad(state, &ig, &g, &fv, &dx)?;
-            launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+            match &cache.normalisation {
+                None => {
+                    launch_input_grad(state, &ig, &g, &fv, &dx)?;
+                    launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+                }
+                Some(nm) => {
+                    // GEMMs on X̃, Ŵ into dX̃, dŴ, then the projections into dX, dW.
+                    let b = &mut state.buffers;
+                    let xn = b.x_norms.upload(&nm.x_norms, "x_norms")?;
+                    let wn = b.w_norms.upload(&nm.w_norms, "w_norms")?;
+                    let dxs = b.dx_scaled.region(n * d, "dx_scaled")?;
+                    let dws = b.dw_scaled.region(c * d, "dw_scaled")?;
+                    let (x_raw, w_raw) = (fv.x.index(..), fv.w.index(..));
+                    (fv.x, fv.w) =
+                        normalised_operands(state, nm.x_scale, &x_raw, &w_raw, &xn, &wn)?;
+                    let dx_target = if nm.x_scale.is_some() { &dxs } else { &dx };
+                    launch_input_grad(state, &ig, &g, &fv, dx_target)?;
+                    launch_weight_grad(state, &wg, &g, &fv, &dws)?;
+                    if let Some(s) = nm.x_scale {
+                        launch_row_project(state, &x_raw, &xn, s, &dxs, &dx)?;
+                    }
+                    launch_row_project(state, &w_raw, &wn, 1.0, &dws, &dw)?;
+                }
+            }
             driver::stream_synchronize(
                 state.stream.as_inner().cast(),
                 "running the gradient kernels",
