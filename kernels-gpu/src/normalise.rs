@@ -32,8 +32,8 @@ kernel! {
         let (rows, d) = (p.rows as usize, p.d as usize);
         let idx = device::block_idx_x() as usize * NORMALISE_THREADS as usize
             + device::thread_idx_x() as usize;
-        if idx < rows * d {
-            let row = idx / d;
+        // `checked_div`: a plain `/` would leave a division-by-zero panic path in the PTX.
+        if let (true, Some(row)) = (idx < rows * d, idx.checked_div(d)) {
             let scale = p.factor as f64 * inverse_norm(norms.get(row));
             out.set(idx, (v.get(idx) as f64 * scale) as f32);
         }
