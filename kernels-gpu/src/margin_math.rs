@@ -410,7 +410,11 @@ mod tests {
             let (h, _) = combined_target(c, 1.5, 0.3, 0.2);
             let phi = 1.5 * theta + 0.3;
             let k = (phi / core::f64::consts::PI).floor();
-            let sign = if (k as u32).is_multiple_of(2) { 1.0 } else { -1.0 };
+            let sign = if (k as u32).is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            };
             let want = sign * phi.cos() - 2.0 * k - 0.2;
             assert!(
                 (h - want).abs() < 1e-13,

@@ -13,7 +13,7 @@
 use crate::device::{self, Global, GlobalMut, Shared};
 use crate::kernel;
 use crate::margin_math::DEGENERATE_NORM_PRODUCT;
-use crate::params::{NORMALISE_THREADS, RowScaleParams};
+use crate::params::{NORMALISE_THREADS, PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, RowScaleParams};
 
 /// `1/‖v‖`, or 0 for a degenerate row.
 #[inline(always)]
@@ -42,10 +42,11 @@ kernel! {
 
 kernel! {
     /// `dv_i = (factor/‖v_i‖)·(dṽ_i − (v̂_i·dṽ_i)·v̂_i)` with `v̂_i = v_i/‖v_i‖` (0 for
-    /// degenerate rows). Launch: grid `rows`, block 256,
-    /// [`crate::params::PROJECT_SHARED_BYTES`]: one block per row, the dot product summed
-    /// in f64 by each thread over `k ≡ tid (mod 256)` and then by a fixed-order tree in
-    /// shared memory (deterministic, no atomics).
+    /// degenerate rows). Launch: grid `⌈rows/8⌉`, block `(32, 8)`,
+    /// [`crate::params::PROJECT_SHARED_BYTES`]: like `row_norms`, 8 rows per block, one per
+    /// `threadIdx.y`, 32 lanes striding along the row (coalesced); the dot product is
+    /// summed in f64 per lane and then by a fixed-order tree in shared memory
+    /// (deterministic, no atomics).
     pub fn row_project(
         p: RowScaleParams,
         v: Global<f32>,
@@ -53,40 +54,43 @@ kernel! {
         dv_scaled: Global<f32>,
         dv: GlobalMut<f32>,
     ) {
-        let threads = NORMALISE_THREADS as usize;
+        let lanes = PROJECT_LANES as usize;
         let d = p.d as usize;
-        let tid = device::thread_idx_x() as usize;
-        let row = device::block_idx_x() as usize;
-        let inv = if row < p.rows as usize { inverse_norm(norms.get(row)) } else { 0.0 };
+        let lane = device::thread_idx_x() as usize;
+        let ry = device::thread_idx_y() as usize;
+        let row = device::block_idx_x() as usize * PROJECT_ROWS_PER_BLOCK as usize + ry;
+        let live = row < p.rows as usize;
+        let inv = if live { inverse_norm(norms.get(row)) } else { 0.0 };
         let base = row * d;
         let mut part = 0.0f64;
-        if row < p.rows as usize {
-            let mut k = tid;
+        if live {
+            let mut k = lane;
             while k < d {
                 part += (v.get(base + k) as f64 * inv) * dv_scaled.get(base + k) as f64;
-                k += threads;
+                k += lanes;
             }
         }
         let sh: Shared<f64> = device::dynamic_shared::<f64>();
-        sh.set(tid, part);
+        let slot = ry * lanes + lane;
+        sh.set(slot, part);
         device::sync_threads();
-        let mut stride = threads / 2;
+        let mut stride = lanes / 2;
         while stride > 0 {
-            if tid < stride {
-                sh.set(tid, sh.get(tid) + sh.get(tid + stride));
+            if lane < stride {
+                sh.set(slot, sh.get(slot) + sh.get(slot + stride));
             }
             device::sync_threads();
             stride /= 2;
         }
-        if row < p.rows as usize {
-            let dot = sh.get(0);
+        if live {
+            let dot = sh.get(ry * lanes);
             let scale = p.factor as f64 * inv;
-            let mut k = tid;
+            let mut k = lane;
             while k < d {
                 let vhat = v.get(base + k) as f64 * inv;
                 let g = dv_scaled.get(base + k) as f64;
                 dv.set(base + k, (scale * (g - dot * vhat)) as f32);
-                k += threads;
+                k += lanes;
             }
         }
     }

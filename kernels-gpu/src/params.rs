@@ -149,11 +149,14 @@ pub const NORM_LANES: u32 = 32;
 /// Dynamic shared memory of a row-norm block: one f64 partial sum per thread.
 pub const NORM_SHARED_BYTES: u32 = NORM_ROWS_PER_BLOCK * NORM_LANES * 8;
 
-/// Threads per block of [`crate::normalise::row_scale`] (one element each) and of
-/// [`crate::normalise::row_project`] (striding along one row).
+/// Threads per block of [`crate::normalise::row_scale`] (one element each).
 pub const NORMALISE_THREADS: u32 = 256;
+/// Rows handled by one [`crate::normalise::row_project`] block (one per `threadIdx.y`).
+pub const PROJECT_ROWS_PER_BLOCK: u32 = 8;
+/// Threads striding along one row in [`crate::normalise::row_project`] (`threadIdx.x`).
+pub const PROJECT_LANES: u32 = 32;
 /// Dynamic shared memory of a row-projection block: one f64 partial per thread.
-pub const PROJECT_SHARED_BYTES: u32 = NORMALISE_THREADS * 8;
+pub const PROJECT_SHARED_BYTES: u32 = PROJECT_ROWS_PER_BLOCK * PROJECT_LANES * 8;
 
 /// PTX entry name of the forward kernel.
 pub const FORWARD_KERNEL: &str = "margin_forward";

@@ -11,8 +11,9 @@
 use kernels_gpu::params::{
     FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, KernelMode,
     MarginKind, NORM_LANES, NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS,
-    PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL, ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams,
-    RowScaleParams, THREADS, TILE, WEIGHT_GRAD_KERNEL,
+    PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL,
+    ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, THREADS, TILE,
+    WEIGHT_GRAD_KERNEL,
 };
 
 use crate::error::{Error, Result};
@@ -120,23 +121,25 @@ pub fn row_scale_plan(rows: usize, d: usize, factor: f32) -> Result<KernelLaunch
 }
 
 /// `row_project(params, v: rows×D, norms: rows f64, dv_scaled: rows×D, dv: rows×D)`:
-/// the backward of [`row_scale_plan`]'s map. One block of 256 threads per row.
+/// the backward of [`row_scale_plan`]'s map. Grid `⌈rows/8⌉` blocks of 32×8 threads (8
+/// rows per block), one f64 per thread of shared memory.
 pub fn row_project_plan(
     rows: usize,
     d: usize,
     factor: f32,
 ) -> Result<KernelLaunch<RowScaleParams>> {
     let (r32, d32) = (to_u32("rows", rows)?, to_u32("D", d)?);
-    if rows as u64 > MAX_GRID_X {
+    let blocks = rows.div_ceil(PROJECT_ROWS_PER_BLOCK as usize) as u64;
+    if blocks > MAX_GRID_X {
         return Err(Error::Shape(format!(
-            "{ROW_PROJECT_KERNEL}: {rows} rows exceed CUDA's {MAX_GRID_X} blocks"
+            "{ROW_PROJECT_KERNEL}: {rows} rows need {blocks} blocks, beyond CUDA's {MAX_GRID_X}"
         )));
     }
     Ok(KernelLaunch {
         plan: LaunchPlan {
             kernel: ROW_PROJECT_KERNEL,
-            grid: (r32, 1, 1),
-            block: (NORMALISE_THREADS, 1, 1),
+            grid: (blocks as u32, 1, 1),
+            block: (PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, 1),
             shared_bytes: PROJECT_SHARED_BYTES,
         },
         params: RowScaleParams {

@@ -59,6 +59,12 @@ pub fn default_margins() -> Vec<Margin> {
             v.extend(Margin::lsoftmax(m, beta));
         }
     }
+    v.extend(Margin::sphereface(4, 0.0));
+    v.extend(Margin::sphereface(2, 0.7));
+    v.extend(Margin::cosface(16.0, 0.2));
+    v.extend(Margin::arcface(8.0, 0.5));
+    v.extend(Margin::combined(8.0, 1.0, 0.2, 0.1));
+    v.extend(Margin::combined(8.0, 1.35, 0.25, 0.1));
     v
 }
 
