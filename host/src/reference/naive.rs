@@ -318,7 +318,7 @@ fn normalised_logit(margin: Margin, target: bool, a: f64, b: f64, z: f64) -> Nor
 }
 
 /// The normalised margins' `F` straight from the definitions: every `F_ij` from
-/// `x_i`, `w_j`, their norms and the angle ([`normalised_logit`]); inference mode drops the
+/// `x_i`, `w_j`, their norms and the angle (`normalised_logit`); inference mode drops the
 /// margin (`S·cos θ`, or `‖x‖·cos θ` for SphereFace).
 pub fn forward_normalised(
     x: ArrayView2<f64>,
