@@ -3,8 +3,10 @@
 //! feature it does nothing.
 //!
 //! The build is the one `lsoftmax ptx` runs: the same source file does it, and the nested
-//! cargo uses the same target directory (`$CARGO_TARGET_DIR/nvptx`, else
-//! `<workspace>/target/nvptx`), so either one reuses the other's compiled kernels.
+//! cargo works in `<target dir>/nvptx` of this build's own target directory (found from
+//! `OUT_DIR`, so `--target-dir`, `CARGO_TARGET_DIR` (relative or absolute) and
+//! `build.target-dir` all work), which is `lsoftmax ptx`'s directory too when both use the
+//! default target dir or the same absolute `CARGO_TARGET_DIR`.
 
 use std::path::{Path, PathBuf};
 
@@ -44,13 +46,10 @@ fn build() -> Result<(), String> {
     }
     println!("cargo:rerun-if-changed=src/ptx/compile.rs");
     println!("cargo:rerun-if-env-changed=LSOFTMAX_PTX_ARCH");
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed={}", compile::NIGHTLY_ENV);
 
     let arch = std::env::var("LSOFTMAX_PTX_ARCH").unwrap_or_else(|_| DEFAULT_ARCH.to_string());
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("nvptx"),
-        None => workspace.join("target").join("nvptx"),
-    };
+    let target_dir = compile::cargo_target_dir(&out_dir).join("nvptx");
     let ptx = compile::build_ptx(&compile::PtxBuild {
         kernels_dir,
         target_dir,
@@ -67,9 +66,10 @@ fn build() -> Result<(), String> {
 fn explain(e: compile::CompileError) -> String {
     let fix = match &e {
         compile::CompileError::Missing { .. } => format!(
-            "\nThe `cuda` feature builds the kernels to PTX with the nightly toolchain and its \
-             rust-src. Fix: run `{}` (or `rustup toolchain install nightly && rustup component \
-             add rust-src --toolchain {}`).",
+            "\nThe `cuda` feature builds the kernels to PTX with the pinned nightly toolchain \
+             ({}) and its rust-src. Fix: run `{}` (or `rustup toolchain install {} --profile \
+             minimal --component rust-src`).",
+            compile::NIGHTLY,
             compile::SETUP_COMMAND,
             compile::NIGHTLY
         ),

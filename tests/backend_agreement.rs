@@ -5,6 +5,7 @@ mod common;
 
 use common::{Case, case_strategy, check_backend};
 use lsoftmax::Backend;
+use lsoftmax::backend::{EmulatedVariant, KernelChoice, KernelVariant, SplitK};
 use proptest::prelude::*;
 
 /// Instantiates the shared property tests for one backend.
@@ -89,6 +90,49 @@ backend_tests!(
     emulated,
     Ok(Box::new(lsoftmax::backend::EmulatedBackend)),
     128,
+    72
+);
+
+/// The emulated backend running one kernel variant (or split-K), for the per-variant
+/// instantiations below.
+fn emulated(variant: KernelVariant, split_k: SplitK) -> Result<Box<dyn Backend>, String> {
+    Ok(Box::new(EmulatedVariant {
+        choice: KernelChoice { variant, split_k },
+    }))
+}
+
+// Every rung of the kernel ladder (the default, `ldg`, runs above with 128 cases); a
+// modest case count each keeps `cargo test` fast on two cores.
+backend_tests!(
+    emulated_base,
+    emulated(KernelVariant::Base, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_unrolled,
+    emulated(KernelVariant::Unrolled, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_micro8,
+    emulated(KernelVariant::Micro8, SplitK::Off),
+    24,
+    72
+);
+backend_tests!(
+    emulated_dbuf,
+    emulated(KernelVariant::Dbuf, SplitK::Off),
+    24,
+    72
+);
+// Split-K input gradient, forced (these shapes are far below the automatic threshold):
+// 3 chunks of C, or fewer when C is small.
+backend_tests!(
+    emulated_split_k,
+    emulated(KernelVariant::Ldg, SplitK::Force(3)),
+    32,
     72
 );
 

@@ -12,7 +12,7 @@
 mod common;
 
 use common::{Case, Layout, check_backend};
-use lsoftmax::backend::EmulatedBackend;
+use lsoftmax::backend::{EmulatedBackend, EmulatedVariant, KernelChoice, KernelVariant, SplitK};
 use lsoftmax::{Backend, Error, Margin, Mode, backward, forward_on};
 use ndarray::{Array2, ShapeBuilder};
 use rand::{Rng, SeedableRng};
@@ -291,7 +291,7 @@ fn oversized_batch_is_a_shape_error() {
     let w = Array2::<f32>::ones((1, 1));
     let labels = vec![0; n];
     let err = forward_on(
-        &EmulatedBackend,
+        &variant(KernelVariant::Base, SplitK::Off),
         x.view(),
         w.view(),
         &labels,
@@ -303,6 +303,66 @@ fn oversized_batch_is_a_shape_error() {
         matches!(err, Error::Shape(_)) && err.to_string().contains("N = 4194241"),
         "{err}"
     );
+}
+
+fn variant(variant: KernelVariant, split_k: SplitK) -> EmulatedVariant {
+    EmulatedVariant {
+        choice: KernelChoice { variant, split_k },
+    }
+}
+
+/// Every rung sums each output over k in the same order with one fma per step (γ too),
+/// so every variant gives rung 0's bits, on shapes that cross tiles and stages of every
+/// variant: multiples of 16, 64 and 128, D and C not multiples of 4 (scalar global
+/// loads) and multiples of 4 (128-bit global loads), ragged edges.
+#[test]
+fn every_variant_gives_rung_0_bits() {
+    let shapes = [(130, 64, 136), (64, 130, 67), (17, 256, 128), (129, 33, 9)];
+    for (s, &(n, d, c)) in shapes.iter().enumerate() {
+        let margin = Margin::lsoftmax(3, 0.5).unwrap();
+        let case = problem(n, d, c, margin, Mode::Train, 40 + s as u64);
+        let base = run(&variant(KernelVariant::Base, SplitK::Off), &case);
+        for v in KernelVariant::ALL.into_iter().skip(1) {
+            let got = run(&variant(v, SplitK::Off), &case);
+            let at = format!("variant {v}, (N, D, C) = ({n}, {d}, {c})");
+            assert_eq!(bits(&got.0), bits(&base.0), "F, {at}");
+            for (cg, cb) in got.1.iter().zip(&base.1) {
+                let (bg, bb): (Vec<u32>, Vec<u32>) = (
+                    cg.iter().map(|v| v.to_bits()).collect(),
+                    cb.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(bg, bb, "row cache, {at}");
+            }
+            assert_eq!(bits(&got.2), bits(&base.2), "dX, {at}");
+            assert_eq!(bits(&got.3), bits(&base.3), "dW, {at}");
+        }
+        check_backend(&variant(KernelVariant::Ldg, SplitK::Off), &case)
+            .unwrap_or_else(|msg| panic!("ldg, ({n}, {d}, {c}): {msg}"));
+    }
+}
+
+/// Split-K: agreement with the reference and the same bits on every run.
+#[test]
+fn split_k_agrees_and_is_bitwise_reproducible() {
+    for (s, &(n, d, c, splits)) in [(67, 40, 200, 3), (128, 64, 1024, 4), (5, 130, 33, 2)]
+        .iter()
+        .enumerate()
+    {
+        let case = problem(
+            n,
+            d,
+            c,
+            Margin::lsoftmax(2, 0.0).unwrap(),
+            Mode::Train,
+            90 + s as u64,
+        );
+        let split = variant(KernelVariant::Ldg, SplitK::Force(splits));
+        check_backend(&split, &case)
+            .unwrap_or_else(|msg| panic!("({n}, {d}, {c}) in {splits} chunks: {msg}"));
+        let a = run(&split, &case);
+        let b = run(&split, &case);
+        assert_eq!(bits(&a.2), bits(&b.2), "split-K dX differs between runs");
+    }
 }
 
 /// The simplified margin's convention at its kink (MARGIN-MATH.md): `p = 1`, `g = z` at

@@ -14,9 +14,45 @@
 
 use crate::device::{self, Global, GlobalMut};
 use crate::gemm_tile::{Staging, T, TL, gemm_main_loop, select, unroll_micro};
+use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, micro_owner, tile, unroll};
 use crate::kernel;
-use crate::margin_math::{TargetEpilogue, target_epilogue};
+use crate::margin_math::{self, TargetEpilogue};
 use crate::params::{ForwardParams, KernelMode};
+
+/// The margin epilogue at row `row`'s target `(row, y)` with plain logit `z`, shared by
+/// every variant of the forward kernel: writes `F[row, y] = g` and the row cache `p`,
+/// `alpha_scale`, `gamma_scale` (train mode: [`margin_math::target_epilogue`]; inference: `g = z`,
+/// `p = 1`, scales 0). Called by exactly one thread per row.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn target_epilogue(
+    p: &ForwardParams,
+    row: usize,
+    y: usize,
+    z: f32,
+    x_norms: Global<f64>,
+    w_norms: Global<f64>,
+    out: GlobalMut<f32>,
+    cache_p: GlobalMut<f32>,
+    alpha_scale: GlobalMut<f32>,
+    gamma_scale: GlobalMut<f32>,
+) {
+    let e = match p.mode {
+        KernelMode::Infer => TargetEpilogue::plain(z),
+        KernelMode::Train => {
+            let (a, b) = if p.margin.reads_norms() {
+                (x_norms.get(row), w_norms.get(y))
+            } else {
+                (0.0, 0.0)
+            };
+            margin_math::target_epilogue(p, z, a, b)
+        }
+    };
+    out.set(row * p.c as usize + y, e.g);
+    cache_p.set(row, e.p);
+    alpha_scale.set(row, e.alpha_scale);
+    gamma_scale.set(row, e.gamma_scale);
+}
 
 kernel! {
     /// `F = X·Wᵀ` plus the margin epilogue and row cache; see the module docs.
@@ -68,23 +104,158 @@ kernel! {
                 let rel = y.wrapping_sub(col0 + tx);
                 if rel < TL && rel.is_multiple_of(T) {
                     let z = select(&acc[i], rel / T);
-                    let e = match p.mode {
-                        KernelMode::Infer => TargetEpilogue::plain(z),
-                        KernelMode::Train => {
-                            let (a, b) = if p.margin.reads_norms() {
-                                (x_norms.get(row), w_norms.get(y))
-                            } else {
-                                (0.0, 0.0)
-                            };
-                            target_epilogue(&p, z, a, b)
-                        }
-                    };
-                    out.set(row * c + y, e.g);
-                    cache_p.set(row, e.p);
-                    alpha_scale.set(row, e.alpha_scale);
-                    gamma_scale.set(row, e.gamma_scale);
+                    target_epilogue(
+                        &p, row, y, z, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale,
+                    );
                 }
             }
         });
+    }
+}
+
+/// The forward kernel on the [`gemm_wide`] main loop with an `M × M` thread tile,
+/// double-buffered if `DB`, with `ld.global.nc` (128-bit where `D` and the pointers allow)
+/// if `NC`. Same arguments and results as [`margin_forward`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
+    p: ForwardParams,
+    x: Global<f32>,
+    w: Global<f32>,
+    labels: Global<u32>,
+    x_norms: Global<f64>,
+    w_norms: Global<f64>,
+    out: GlobalMut<f32>,
+    cache_p: GlobalMut<f32>,
+    alpha_scale: GlobalMut<f32>,
+    gamma_scale: GlobalMut<f32>,
+) {
+    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+    let tx = device::thread_idx_x() as usize;
+    let ty = device::thread_idx_y() as usize;
+    let col0 = device::block_idx_x() as usize * tile(M);
+    let row0 = device::block_idx_y() as usize * tile(M);
+    let (row0_32, col0_32) = (row0 as u32, col0 as u32);
+
+    // Both operands are rows with k contiguous: runs along k of one X row and one W row.
+    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
+    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
+    macro_rules! gemm {
+        ($fetch:expr, $unroll:expr) => {{
+            let fetch: Fetch = $fetch;
+            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+                0,
+                p.d,
+                gemm_wide::Staging::Transpose,
+                |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
+                gemm_wide::Staging::Transpose,
+                |k, cl| {
+                    fetch_run(
+                        fetch,
+                        w,
+                        col0_32 + cl < p.c,
+                        (col0 + cl as usize) * d,
+                        k,
+                        p.d,
+                    )
+                },
+            )
+        }};
+    }
+    let acc = if !NC {
+        gemm!(Fetch::Scalar, true)
+    } else if d.is_multiple_of(4) && x.is_vec4_aligned() && w.is_vec4_aligned() {
+        gemm!(Fetch::Vector, true)
+    } else {
+        gemm!(Fetch::ScalarNc, false)
+    };
+
+    unroll!(M, i => {
+        let row = row0 + micro_offset(ty, i);
+        if row < n {
+            for (j, &v) in acc[i].iter().enumerate() {
+                let col = col0 + micro_offset(tx, j);
+                if col < c {
+                    out.set(row * c + col, v);
+                }
+            }
+            // As in `margin_forward`: the target entry, overwritten after the plain store.
+            let y = labels.get(row) as usize;
+            let rel = y.wrapping_sub(col0);
+            if rel < tile(M) && micro_owner(rel).0 == tx {
+                let z = gemm_wide::select(&acc[i], micro_owner(rel).1);
+                target_epilogue(
+                    &p, row, y, z, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale,
+                );
+            }
+        }
+    });
+}
+
+kernel! {
+    /// Rung (a) of [`margin_forward`]: 64×64 tile, 4×4 thread tile, stage unrolled by
+    /// construction, 128-bit shared loads (see [`crate::gemm_wide`]).
+    pub fn margin_forward_unrolled(
+        p: ForwardParams,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        x_norms: Global<f64>,
+        w_norms: Global<f64>,
+        out: GlobalMut<f32>,
+        cache_p: GlobalMut<f32>,
+        alpha_scale: GlobalMut<f32>,
+        gamma_scale: GlobalMut<f32>,
+    ) {
+        forward_wide::<4, false, false>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
+    }
+
+    /// Rung (b): rung (a) with a 128×128 tile and an 8×8 thread tile.
+    pub fn margin_forward_micro8(
+        p: ForwardParams,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        x_norms: Global<f64>,
+        w_norms: Global<f64>,
+        out: GlobalMut<f32>,
+        cache_p: GlobalMut<f32>,
+        alpha_scale: GlobalMut<f32>,
+        gamma_scale: GlobalMut<f32>,
+    ) {
+        forward_wide::<8, false, false>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
+    }
+
+    /// Rung (b) with global loads through `ld.global.nc`, 128-bit when `D` is a multiple
+    /// of 4.
+    pub fn margin_forward_ldg(
+        p: ForwardParams,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        x_norms: Global<f64>,
+        w_norms: Global<f64>,
+        out: GlobalMut<f32>,
+        cache_p: GlobalMut<f32>,
+        alpha_scale: GlobalMut<f32>,
+        gamma_scale: GlobalMut<f32>,
+    ) {
+        forward_wide::<8, false, true>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
+    }
+
+    /// Rung (c): the `ldg` rung with double-buffered shared memory (one barrier per stage).
+    pub fn margin_forward_dbuf(
+        p: ForwardParams,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        x_norms: Global<f64>,
+        w_norms: Global<f64>,
+        out: GlobalMut<f32>,
+        cache_p: GlobalMut<f32>,
+        alpha_scale: GlobalMut<f32>,
+        gamma_scale: GlobalMut<f32>,
+    ) {
+        forward_wide::<8, true, true>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
     }
 }

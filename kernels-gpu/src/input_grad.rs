@@ -10,9 +10,21 @@
 
 use crate::device::{self, Global, GlobalMut};
 use crate::gemm_tile::{MT, Staging, T, TL, gemm_main_loop, unroll_micro};
+use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, tile, unroll};
 use crate::kernel;
 use crate::margin_math::fma;
-use crate::params::GradParams;
+use crate::params::{GradParams, SplitKParams};
+
+/// `dX[row, col] = α_row·X[row, col] + v` with `v = (G'·W)[row, col]` (skipped when
+/// `α = 0`): the input-gradient epilogue every variant shares.
+#[inline(always)]
+fn add_alpha_x(alpha: f32, x: Global<f32>, at: usize, v: f32) -> f32 {
+    if alpha != 0.0 {
+        fma(alpha, x.get(at), v)
+    } else {
+        v
+    }
+}
 
 kernel! {
     /// `dX = G'·W + diag(α)·X`; see the module docs.
@@ -71,11 +83,230 @@ kernel! {
                 for (j, &v) in acc[i].iter().enumerate() {
                     let col = col0 + tx + T * j;
                     if col < d {
-                        let v = if alpha != 0.0 { fma(alpha, x.get(row * d + col), v) } else { v };
-                        dx.set(row * d + col, v);
+                        dx.set(row * d + col, add_alpha_x(alpha, x, row * d + col, v));
                     }
                 }
             }
         });
+    }
+}
+
+/// `(G'·W)` restricted to classes `k_begin..k_end`, for this block's `TL × TL` tile, on
+/// the [`gemm_wide`] main loop (`M × M` thread tile, double-buffered if `DB`,
+/// `ld.global.nc` if `NC`). G rows are staged transposed with the target entry scaled by
+/// `p_i`; W rows are already `[k][column]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_grad_tile<const M: usize, const DB: bool, const NC: bool>(
+    p: GradParams,
+    k_begin: u32,
+    k_end: u32,
+    g: Global<f32>,
+    w: Global<f32>,
+    labels: Global<u32>,
+    cache_p: Global<f32>,
+) -> [[f32; M]; M] {
+    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+    let tx = device::thread_idx_x() as usize;
+    let ty = device::thread_idx_y() as usize;
+    let col0 = device::block_idx_x() as usize * tile(M);
+    let row0 = device::block_idx_y() as usize * tile(M);
+    // The one G row this thread stages: its label and p, loaded once.
+    let staged_row = row0 + gemm_wide::Staging::Transpose.coords(M, T * ty + tx).1;
+    let (target, p_row) = if staged_row < n {
+        (labels.get(staged_row), cache_p.get(staged_row))
+    } else {
+        (u32::MAX, 1.0)
+    };
+    let col0_32 = col0 as u32;
+    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
+    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
+    macro_rules! gemm {
+        ($fetch:expr, $unroll:expr) => {{
+            let fetch: Fetch = $fetch;
+            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+                k_begin,
+                k_end,
+                gemm_wide::Staging::Transpose,
+                |k, _| {
+                    let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
+                    let rel = target.wrapping_sub(k);
+                    for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                        if rel == e {
+                            *ve *= p_row;
+                        }
+                    }
+                    v
+                },
+                gemm_wide::Staging::Direct,
+                |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
+            )
+        }};
+    }
+    if !NC {
+        gemm!(Fetch::Scalar, true)
+    } else if c.is_multiple_of(4)
+        && d.is_multiple_of(4)
+        && g.is_vec4_aligned()
+        && w.is_vec4_aligned()
+    {
+        gemm!(Fetch::Vector, true)
+    } else {
+        gemm!(Fetch::ScalarNc, false)
+    }
+}
+
+/// The input-gradient kernel on the [`gemm_wide`] main loop; same arguments and results
+/// as [`margin_input_grad`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_grad_wide<const M: usize, const DB: bool, const NC: bool>(
+    p: GradParams,
+    g: Global<f32>,
+    w: Global<f32>,
+    x: Global<f32>,
+    labels: Global<u32>,
+    cache_p: Global<f32>,
+    alpha_scale: Global<f32>,
+    dx: GlobalMut<f32>,
+) {
+    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+    let tx = device::thread_idx_x() as usize;
+    let ty = device::thread_idx_y() as usize;
+    let col0 = device::block_idx_x() as usize * tile(M);
+    let row0 = device::block_idx_y() as usize * tile(M);
+    let acc = input_grad_tile::<M, DB, NC>(p, 0, p.c, g, w, labels, cache_p);
+    unroll!(M, i => {
+        let row = row0 + micro_offset(ty, i);
+        if row < n {
+            let alpha = g.get(row * c + labels.get(row) as usize) * alpha_scale.get(row);
+            for (j, &v) in acc[i].iter().enumerate() {
+                let col = col0 + micro_offset(tx, j);
+                if col < d {
+                    dx.set(row * d + col, add_alpha_x(alpha, x, row * d + col, v));
+                }
+            }
+        }
+    });
+}
+
+kernel! {
+    /// Rung (a) of [`margin_input_grad`] (see [`crate::gemm_wide`]).
+    pub fn margin_input_grad_unrolled(
+        p: GradParams,
+        g: Global<f32>,
+        w: Global<f32>,
+        x: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        alpha_scale: Global<f32>,
+        dx: GlobalMut<f32>,
+    ) {
+        input_grad_wide::<4, false, false>(p, g, w, x, labels, cache_p, alpha_scale, dx);
+    }
+
+    /// Rung (b): 128×128 tile, 8×8 thread tile.
+    pub fn margin_input_grad_micro8(
+        p: GradParams,
+        g: Global<f32>,
+        w: Global<f32>,
+        x: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        alpha_scale: Global<f32>,
+        dx: GlobalMut<f32>,
+    ) {
+        input_grad_wide::<8, false, false>(p, g, w, x, labels, cache_p, alpha_scale, dx);
+    }
+
+    /// Rung (b) with `ld.global.nc` loads, 128-bit when `C` and `D` are multiples of 4.
+    pub fn margin_input_grad_ldg(
+        p: GradParams,
+        g: Global<f32>,
+        w: Global<f32>,
+        x: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        alpha_scale: Global<f32>,
+        dx: GlobalMut<f32>,
+    ) {
+        input_grad_wide::<8, false, true>(p, g, w, x, labels, cache_p, alpha_scale, dx);
+    }
+
+    /// Rung (c): the `ldg` rung with double-buffered shared memory.
+    pub fn margin_input_grad_dbuf(
+        p: GradParams,
+        g: Global<f32>,
+        w: Global<f32>,
+        x: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        alpha_scale: Global<f32>,
+        dx: GlobalMut<f32>,
+    ) {
+        input_grad_wide::<8, true, true>(p, g, w, x, labels, cache_p, alpha_scale, dx);
+    }
+
+    /// Split-K, first pass: block `(bx, by, z)` computes the `dbuf` rung's tile of
+    /// `G'·W` over classes `z·chunk .. min((z + 1)·chunk, C)` and stores it to
+    /// `partial[z]` (N×D, row-major). No float atomics: [`margin_input_grad_splitk_reduce`]
+    /// adds the partials in `z` order.
+    pub fn margin_input_grad_splitk(
+        p: SplitKParams,
+        g: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        partial: GlobalMut<f32>,
+    ) {
+        let (n, d) = (p.grad.n as usize, p.grad.d as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(8);
+        let row0 = device::block_idx_y() as usize * tile(8);
+        let z = device::block_idx_z();
+        let k_begin = z * p.chunk;
+        let k_end = if p.c_minus(k_begin) > p.chunk { k_begin + p.chunk } else { p.grad.c };
+        let acc = input_grad_tile::<8, true, true>(p.grad, k_begin, k_end, g, w, labels, cache_p);
+        let slice = z as usize * n * d;
+        unroll!(8, i => {
+            let row = row0 + micro_offset(ty, i);
+            if row < n {
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < d {
+                        partial.set(slice + row * d + col, v);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Split-K, second pass: one thread per output, `dX = (((P₀ + P₁) + P₂) + …) + α·X`
+    /// over the `splits` partials of [`margin_input_grad_splitk`] in order (the α term
+    /// as in [`margin_input_grad`]). Grid: `⌈N·D/256⌉` blocks of 256.
+    pub fn margin_input_grad_splitk_reduce(
+        p: SplitKParams,
+        g: Global<f32>,
+        x: Global<f32>,
+        labels: Global<u32>,
+        alpha_scale: Global<f32>,
+        partial: Global<f32>,
+        dx: GlobalMut<f32>,
+    ) {
+        let (n, d, c) = (p.grad.n as usize, p.grad.d as usize, p.grad.c as usize);
+        let at = device::global_thread_x();
+        if at < n * d {
+            // `at < N·D` makes D ≥ 1; `checked_div` keeps the panic path out of the PTX.
+            let row = at.checked_div(d).unwrap_or(0);
+            let mut v = partial.get(at);
+            let mut z = 1;
+            while z < p.splits as usize {
+                v += partial.get(z * n * d + at);
+                z += 1;
+            }
+            let alpha = g.get(row * c + labels.get(row) as usize) * alpha_scale.get(row);
+            dx.set(at, add_alpha_x(alpha, x, at, v));
+        }
     }
 }

@@ -18,7 +18,9 @@
         gpu_intrinsics,
         gpu_launch_sized_workgroup_mem,
         // `core::f32::math::mul_add` / `core::f64::math::sqrt` for the margin kernels.
-        core_float_math
+        core_float_math,
+        // Inline PTX for `ld.global.nc` (the facade's `Global::load4`).
+        asm_experimental_arch
     )
 )]
 
@@ -30,6 +32,7 @@ pub mod device;
 pub mod emulator;
 pub mod forward;
 mod gemm_tile;
+mod gemm_wide;
 pub mod input_grad;
 pub mod margin_math;
 pub mod normalise;

@@ -126,6 +126,29 @@ pub struct GradParams {
     pub c: u32,
 }
 
+/// Parameters of the split-K input gradient
+/// ([`crate::input_grad::margin_input_grad_splitk`] and its reduction): the problem, and
+/// K = C cut into `splits` chunks of `chunk` classes (a multiple of the stage depth; the
+/// last chunk ends at C).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitKParams {
+    /// The problem.
+    pub grad: GradParams,
+    /// Classes per chunk.
+    pub chunk: u32,
+    /// Number of chunks (grid z of the first pass).
+    pub splits: u32,
+}
+
+impl SplitKParams {
+    /// `C − k` (0 if `k ≥ C`).
+    #[inline(always)]
+    pub fn c_minus(&self, k: u32) -> u32 {
+        self.grad.c.saturating_sub(k)
+    }
+}
+
 /// Output tile edge of the three GEMM kernels: each block computes a 64×64 tile.
 pub const TILE: u32 = 64;
 /// Depth of one shared-memory stage (the K extent of the staged A and B tiles).
@@ -170,3 +193,17 @@ pub const WEIGHT_GRAD_KERNEL: &str = "margin_weight_grad";
 pub const ROW_SCALE_KERNEL: &str = "row_scale";
 /// PTX entry name of the row-projection kernel.
 pub const ROW_PROJECT_KERNEL: &str = "row_project";
+
+/// PTX entry name of the split-K input gradient's first pass.
+pub const SPLITK_KERNEL: &str = "margin_input_grad_splitk";
+/// PTX entry name of the split-K reduction.
+pub const SPLITK_REDUCE_KERNEL: &str = "margin_input_grad_splitk_reduce";
+/// Threads per block of the split-K reduction (1-D).
+pub const SPLITK_REDUCE_THREADS: u32 = 256;
+
+/// Dynamic shared memory of a block of the `gemm_wide` rungs with an `m × m` thread tile
+/// (`m` = 4 or 8), double-buffered or not: `stages · 2 · (64/m) · (16·m + 4) · 4` bytes.
+pub const fn wide_shared_bytes(m: u32, double_buffer: bool) -> u32 {
+    let stages = if double_buffer { 2 } else { 1 };
+    stages * 2 * (64 / m) * (THREADS * m + 4) * 4
+}

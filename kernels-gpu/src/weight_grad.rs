@@ -16,6 +16,7 @@
 
 use crate::device::{self, Global, GlobalMut, Shared};
 use crate::gemm_tile::{MT, Staging, T, TL, gemm_main_loop, unroll_micro};
+use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, tile, unroll};
 use crate::kernel;
 use crate::margin_math::fma;
 use crate::params::GradParams;
@@ -92,5 +93,167 @@ kernel! {
                 }
             }
         });
+    }
+}
+
+/// The weight-gradient kernel on the [`gemm_wide`] main loop (`M × M` thread tile,
+/// double-buffered if `DB`, `ld.global.nc` if `NC`); same arguments and results as
+/// [`margin_weight_grad`], γ bit for bit equal.
+///
+/// γ is gathered after the main loop instead of inside it (the loop keeps only GEMM
+/// work): thread `(tx, ty)` walks samples `i ≡ tx (mod 16)` in order and adds
+/// `G_{i,y_i}·gamma_scale[i]` to the partial of its class row `y_i`, if it owns one; the
+/// 16 partials of a class are then summed in `tx` order, as in [`margin_weight_grad`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
+    p: GradParams,
+    g: Global<f32>,
+    x: Global<f32>,
+    w: Global<f32>,
+    labels: Global<u32>,
+    cache_p: Global<f32>,
+    gamma_scale: Global<f32>,
+    dw: GlobalMut<f32>,
+) {
+    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+    let tx = device::thread_idx_x() as usize;
+    let ty = device::thread_idx_y() as usize;
+    let col0 = device::block_idx_x() as usize * tile(M);
+    let row0 = device::block_idx_y() as usize * tile(M);
+
+    let (row0_32, col0_32) = (row0 as u32, col0 as u32);
+    // A stage of G is `[sample][class]` and of X `[sample][column]`: both direct.
+    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
+    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
+    macro_rules! gemm {
+        ($fetch:expr, $unroll:expr) => {{
+            let fetch: Fetch = $fetch;
+            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+                0,
+                p.n,
+                gemm_wide::Staging::Direct,
+                |i, cl| {
+                    let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
+                    if i < p.n {
+                        // Unconditional loads and selects: no branch in the main loop.
+                        let rel = labels.get(i as usize).wrapping_sub(row0_32 + cl);
+                        let p_i = cache_p.get(i as usize);
+                        for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                            if e == rel {
+                                *ve *= p_i;
+                            }
+                        }
+                    }
+                    v
+                },
+                gemm_wide::Staging::Direct,
+                |i, cl| fetch_run(fetch, x, i < p.n, i as usize * d, col0_32 + cl, p.d),
+            )
+        }};
+    }
+    let acc = if !NC {
+        gemm!(Fetch::Scalar, true)
+    } else if c.is_multiple_of(4)
+        && d.is_multiple_of(4)
+        && g.is_vec4_aligned()
+        && x.is_vec4_aligned()
+    {
+        gemm!(Fetch::Vector, true)
+    } else {
+        gemm!(Fetch::ScalarNc, false)
+    };
+
+    let mut gamma_part = [0.0f32; M];
+    let mut i = tx;
+    while i < n {
+        let y = labels.get(i) as usize;
+        let rel = y.wrapping_sub(row0);
+        unroll!(M, l => {
+            if rel == micro_offset(ty, l) {
+                gamma_part[l] = fma(g.get(i * c + y), gamma_scale.get(i), gamma_part[l]);
+            }
+        });
+        i += T;
+    }
+    // The main loop ended on a barrier, so its stages may be overwritten.
+    let sh: Shared<f32> = device::dynamic_shared::<f32>();
+    unroll!(M, l => {
+        sh.set(micro_offset(ty, l) * T + tx, gamma_part[l]);
+    });
+    device::sync_threads();
+    unroll!(M, i => {
+        let class = row0 + micro_offset(ty, i);
+        if class < c {
+            let mut gamma = 0.0f32;
+            for t in 0..T {
+                gamma += sh.get(micro_offset(ty, i) * T + t);
+            }
+            for (j, &v) in acc[i].iter().enumerate() {
+                let col = col0 + micro_offset(tx, j);
+                if col < d {
+                    let v = if gamma != 0.0 { fma(gamma, w.get(class * d + col), v) } else { v };
+                    dw.set(class * d + col, v);
+                }
+            }
+        }
+    });
+}
+
+kernel! {
+    /// Rung (a) of [`margin_weight_grad`] (see [`crate::gemm_wide`]).
+    pub fn margin_weight_grad_unrolled(
+        p: GradParams,
+        g: Global<f32>,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        gamma_scale: Global<f32>,
+        dw: GlobalMut<f32>,
+    ) {
+        weight_grad_wide::<4, false, false>(p, g, x, w, labels, cache_p, gamma_scale, dw);
+    }
+
+    /// Rung (b): 128×128 tile, 8×8 thread tile.
+    pub fn margin_weight_grad_micro8(
+        p: GradParams,
+        g: Global<f32>,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        gamma_scale: Global<f32>,
+        dw: GlobalMut<f32>,
+    ) {
+        weight_grad_wide::<8, false, false>(p, g, x, w, labels, cache_p, gamma_scale, dw);
+    }
+
+    /// Rung (b) with `ld.global.nc` loads, 128-bit when `C` and `D` are multiples of 4.
+    pub fn margin_weight_grad_ldg(
+        p: GradParams,
+        g: Global<f32>,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        gamma_scale: Global<f32>,
+        dw: GlobalMut<f32>,
+    ) {
+        weight_grad_wide::<8, false, true>(p, g, x, w, labels, cache_p, gamma_scale, dw);
+    }
+
+    /// Rung (c): the `ldg` rung with double-buffered shared memory.
+    pub fn margin_weight_grad_dbuf(
+        p: GradParams,
+        g: Global<f32>,
+        x: Global<f32>,
+        w: Global<f32>,
+        labels: Global<u32>,
+        cache_p: Global<f32>,
+        gamma_scale: Global<f32>,
+        dw: GlobalMut<f32>,
+    ) {
+        weight_grad_wide::<8, true, true>(p, g, x, w, labels, cache_p, gamma_scale, dw);
     }
 }

@@ -29,7 +29,7 @@ kernel! {
     }
 
     fn copy(input: Global<f32>, out: GlobalMut<f32>) {
-        let t = global_thread_x() as usize;
+        let t = global_thread_x();
         out.set(t, input.get(t));
     }
 }

@@ -14,30 +14,30 @@ kernel! {
     /// Off by one: `i <= n` lets thread `n` read `a[n]`.
     fn copy_off_by_one(a: Global<f32>, out: GlobalMut<f32>, n: u32) {
         let i = global_thread_x();
-        if i <= n {
-            out.set(i as usize % n as usize, a.get(i as usize));
+        if i <= n as usize {
+            out.set(i % n as usize, a.get(i));
         }
     }
 
     fn copy_checked(a: Global<f32>, out: GlobalMut<f32>, n: u32) {
         let i = global_thread_x();
-        if i < n {
-            out.set(i as usize, a.get(i as usize));
+        if i < n as usize {
+            out.set(i, a.get(i));
         }
     }
 
     /// Writes `out[i + 1]`, one past the end for the last element.
     fn shift_right(a: Global<f32>, out: GlobalMut<f32>, n: u32) {
         let i = global_thread_x();
-        if i < n {
-            out.set(i as usize + 1, a.get(i as usize));
+        if i < n as usize {
+            out.set(i + 1, a.get(i));
         }
     }
 
     fn shift_right_checked(a: Global<f32>, out: GlobalMut<f32>, n: u32) {
         let i = global_thread_x();
-        if i + 1 < n {
-            out.set(i as usize + 1, a.get(i as usize));
+        if i + 1 < n as usize {
+            out.set(i + 1, a.get(i));
         }
     }
 

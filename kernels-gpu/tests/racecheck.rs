@@ -57,7 +57,7 @@ kernel! {
     }
 
     fn store_by_global_index(out: GlobalMut<u32>) {
-        out.set(global_thread_x() as usize, block_idx_x());
+        out.set(global_thread_x(), block_idx_x());
     }
 
     /// Thread 1 reads what thread 0 wrote to global memory without a barrier.

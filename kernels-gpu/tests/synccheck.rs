@@ -53,6 +53,28 @@ kernel! {
         out.set(t as usize, t);
     }
 
+    /// Even and odd threads each call a synchronising helper: two call sites, so two
+    /// barriers, although both reach the same `sync_threads` line inside the helper.
+    #[allow(clippy::if_same_then_else)]
+    fn divergent_helper_barriers(out: GlobalMut<u32>) {
+        let s = dynamic_shared::<u32>();
+        let t = thread_idx_x();
+        if t.is_multiple_of(2) {
+            publish_and_sync(s, t);
+        } else {
+            publish_and_sync(s, t);
+        }
+        out.set(t as usize, s.get(((t + 1) % block_dim_x()) as usize));
+    }
+
+    /// The correct twin: every thread calls the helper at the same place.
+    fn uniform_helper_barrier(out: GlobalMut<u32>) {
+        let s = dynamic_shared::<u32>();
+        let t = thread_idx_x();
+        publish_and_sync(s, t);
+        out.set(t as usize, s.get(((t + 1) % block_dim_x()) as usize));
+    }
+
     /// One barrier for all; indexes by the linear thread index so 2-D blocks work.
     fn uniform_barrier(out: GlobalMut<u32>) {
         let t = thread_idx_y() * block_dim_x() + thread_idx_x();
@@ -148,6 +170,45 @@ fn divergent_barriers_are_caught() {
         uniform_barrier(vout)
     }));
     assert_eq!(out.to_vec(), (0..8).collect::<Vec<u32>>());
+}
+
+/// A helper that synchronises, written as the facade's docs require: `#[track_caller]`,
+/// so each call of it is its own barrier for synccheck.
+#[track_caller]
+fn publish_and_sync(s: Shared<u32>, t: u32) {
+    s.set(t as usize, t);
+    sync_threads();
+}
+
+#[test]
+fn divergent_calls_of_a_synchronising_helper_are_caught() {
+    let out = DeviceBuffer::<u32>::zeroed(8);
+    let vout = out.view_mut();
+    let err = expect_fault(
+        launch(&config_1d(1, 8, 8 * 4), "divergent_helper_barriers", || {
+            divergent_helper_barriers(vout)
+        }),
+        &["synccheck: divergent barriers: this thread waits at"],
+    );
+    let Fault::DivergentBarrier {
+        location,
+        other_location,
+        ..
+    } = *err.fault
+    else {
+        panic!("wrong fault: {err}");
+    };
+    // The two call sites of the helper, not its body.
+    assert_ne!(location.line(), other_location.line(), "{err}");
+    for l in [location, other_location] {
+        assert!(l.file().ends_with("synccheck.rs"), "{l}");
+    }
+    expect_clean(launch(
+        &config_1d(1, 8, 8 * 4),
+        "uniform_helper_barrier",
+        || uniform_helper_barrier(vout),
+    ));
+    assert_eq!(out.to_vec(), (1..8).chain([0]).collect::<Vec<u32>>());
 }
 
 #[test]

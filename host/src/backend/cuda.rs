@@ -35,7 +35,9 @@ use cust::event::{Event, EventFlags};
 use cust::memory::bytemuck::Zeroable;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
 use cust::stream::{Stream, StreamFlags};
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, RowScaleParams};
+use kernels_gpu::params::{
+    ForwardParams, GradParams, RowNormsParams, RowScaleParams, SplitKParams,
+};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,8 +45,8 @@ use rand_chacha::ChaCha8Rng;
 use super::Backend;
 use super::flops::MarginKernel;
 use super::launch::{
-    KernelLaunch, LaunchPlan, forward_plan, input_grad_plan, needs_row_norms, row_norms_plan,
-    row_project_plan, row_scale_plan, weight_grad_plan,
+    InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
+    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
@@ -178,6 +180,9 @@ unsafe impl DeviceCopy for Param<ForwardParams> {}
 unsafe impl DeviceCopy for Param<RowNormsParams> {}
 // SAFETY: `#[repr(C)]` struct of three `u32`: no padding, no pointers, all bit patterns valid.
 unsafe impl DeviceCopy for Param<GradParams> {}
+// SAFETY: `#[repr(C)]` struct of `GradParams` (three `u32`) and two `u32`: no padding,
+// no pointers, all bit patterns valid.
+unsafe impl DeviceCopy for Param<SplitKParams> {}
 
 /// One grow-only device allocation.
 struct Slot<T: DeviceCopy> {
@@ -242,6 +247,8 @@ struct Buffers {
     w_scaled: Slot<f32>,
     dx_scaled: Slot<f32>,
     dw_scaled: Slot<f32>,
+    /// Split-K partial sums of the input gradient.
+    partial: Slot<f32>,
     /// Host staging of the labels as the kernels' `u32`.
     labels_host: Vec<u32>,
 }
@@ -277,6 +284,7 @@ pub struct CudaBackend {
     state: Mutex<State>,
     device_name: String,
     jit_info_log: String,
+    choice: KernelChoice,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -326,7 +334,20 @@ impl CudaBackend {
             }),
             device_name,
             jit_info_log,
+            choice: KernelChoice::default(),
         })
+    }
+
+    /// The backend launching `choice`'s kernel variant and split-K policy (default:
+    /// [`KernelChoice::default`]).
+    pub fn with_kernels(mut self, choice: KernelChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    /// The kernel variant and split-K policy this backend launches.
+    pub fn kernels(&self) -> KernelChoice {
+        self.choice
     }
 
     /// What the driver's JIT said while compiling the PTX (with `CU_JIT_LOG_VERBOSE`:
@@ -396,13 +417,15 @@ impl CudaBackend {
                 problem.g.ncols()
             )));
         }
-        self.with_state(|state| time_kernel_locked(state, kernel, problem, iters))
+        let choice = self.choice;
+        self.with_state(|state| time_kernel_locked(state, choice, kernel, problem, iters))
     }
 }
 
 /// [`CudaBackend::time_kernel`] on the locked state.
 fn time_kernel_locked(
     state: &mut State,
+    choice: KernelChoice,
     kernel: MarginKernel,
     problem: &Problem,
     iters: u64,
@@ -410,7 +433,7 @@ fn time_kernel_locked(
     let (n, d) = problem.x.dim();
     let c = problem.w.nrows();
     let (mode, margin) = (Mode::Train, problem.margin);
-    let fwd = forward_plan(n, d, c, margin, mode)?;
+    let fwd = forward_launch(n, d, c, margin, mode, choice.variant)?;
     let norms = if needs_row_norms(margin, mode) {
         Some(row_norms_plan(n, d, c)?)
     } else {
@@ -429,7 +452,9 @@ fn time_kernel_locked(
         .g
         .upload(row_major(&problem.g.view(), &mut scratch), "dout")?;
     let fv = run_forward(state, &fwd, norms.as_ref(), x, w, labels)?;
-    let (ig, wg) = (input_grad_plan(n, d, c)?, weight_grad_plan(n, d, c)?);
+    let ig = input_grad_launch(n, d, c, choice)?;
+    let wg = weight_grad_launch(n, d, c, choice.variant)?;
+    let partial = split_scratch(state, &ig)?;
     let dx = state.buffers.dx.region(n * d, "dx")?;
     let dw = state.buffers.dw.region(c * d, "dw")?;
     let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
@@ -440,7 +465,9 @@ fn time_kernel_locked(
     for _ in 0..iters {
         match kernel {
             MarginKernel::Forward => launch_forward(state, &fwd, &fv)?,
-            MarginKernel::InputGrad => launch_input_grad(state, &ig, &g, &fv, &dx)?,
+            MarginKernel::InputGrad => {
+                launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?
+            }
             MarginKernel::WeightGrad => launch_weight_grad(state, &wg, &g, &fv, &dw)?,
         }
     }
@@ -564,8 +591,8 @@ fn load_kernels() -> Result<driver::LoadedModule> {
         backend_error(format!(
             "loading the kernels' PTX (.version {isa}, .target {target}) into {driver}: {e}{}",
             if e.code == UNSUPPORTED_PTX_VERSION {
-                " (the driver is older than this PTX ISA version; see the README's First \
-                 GPU run for the minimum driver)"
+                "; the driver is older than this PTX ISA version (the README's First GPU run \
+                 names the minimum driver)"
             } else {
                 ""
             }
@@ -886,13 +913,80 @@ fn needs_norms(p: &ForwardParams) -> bool {
     (p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train) || p.margin.is_normalised()
 }
 
+/// The split-K scratch region `ig` needs, if it splits.
+fn split_scratch(state: &mut State, ig: &InputGradLaunch) -> Result<Option<DeviceSlice<f32>>> {
+    match ig {
+        InputGradLaunch::Direct(_) => Ok(None),
+        InputGradLaunch::Split { scratch_len, .. } => Ok(Some(
+            state
+                .buffers
+                .partial
+                .region(*scratch_len, "split-k partials")?,
+        )),
+    }
+}
+
+/// The input gradient: one launch, or split-K's two (partials, then their reduction in
+/// chunk order).
 fn launch_input_grad(
     state: &mut State,
-    launch: &KernelLaunch<GradParams>,
+    ig: &InputGradLaunch,
     g: &DeviceSlice<f32>,
     fv: &ForwardViews,
+    partial: Option<&DeviceSlice<f32>>,
     dx: &DeviceSlice<f32>,
 ) -> Result<()> {
+    let launch = match ig {
+        InputGradLaunch::Direct(launch) => launch,
+        InputGradLaunch::Split {
+            partial: first,
+            reduce,
+            scratch_len,
+        } => {
+            let p = first.params;
+            let (n, d, c) = (
+                u64::from(p.grad.n),
+                u64::from(p.grad.d),
+                u64::from(p.grad.c),
+            );
+            let (g, w, x, labels) = (
+                View::of(g),
+                View::of(&fv.w),
+                View::of(&fv.x),
+                View::of(&fv.labels),
+            );
+            let (cp, alpha, dx) = (View::of(&fv.p), View::of(&fv.alpha_scale), View::of(dx));
+            let part = View::of_opt(partial);
+            let scratch = *scratch_len as u64;
+            check_lengths(
+                first.plan.kernel,
+                &[
+                    ("g", g.len, n * c),
+                    ("w", w.len, c * d),
+                    ("labels", labels.len, n),
+                    ("p", cp.len, n),
+                    ("partial", part.len, scratch),
+                ],
+            )?;
+            check_lengths(
+                reduce.plan.kernel,
+                &[
+                    ("g", g.len, n * c),
+                    ("x", x.len, n * d),
+                    ("labels", labels.len, n),
+                    ("alpha_scale", alpha.len, n),
+                    ("partial", part.len, scratch),
+                    ("dx", dx.len, n * d),
+                ],
+            )?;
+            launch_plan!(state, &first.plan, (Param(p), g, w, labels, cp, part))?;
+            return launch_plan!(
+                state,
+                &reduce.plan,
+                (Param(p), g, x, labels, alpha, part, dx)
+            );
+        }
+    };
     let p = launch.params;
     let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
     let (g, w, x, labels) = (
@@ -1005,7 +1099,7 @@ impl Backend for CudaBackend {
         crate::layer::validate_inputs(x, w, labels)?;
         let (n, d) = x.dim();
         let c = w.nrows();
-        let fwd = forward_plan(n, d, c, margin, mode)?;
+        let fwd = forward_launch(n, d, c, margin, mode, self.choice.variant)?;
         let norms = if needs_row_norms(margin, mode) {
             Some(row_norms_plan(n, d, c)?)
         } else {
@@ -1088,8 +1182,8 @@ impl Backend for CudaBackend {
                 nm.w_norms.len()
             )));
         }
-        let ig = input_grad_plan(n, d, c)?;
-        let wg = weight_grad_plan(n, d, c)?;
+        let ig = input_grad_launch(n, d, c, self.choice)?;
+        let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
         self.with_state(|state| {
             let mut scratch = Vec::new();
             let b = &mut state.buffers;
@@ -1109,7 +1203,8 @@ impl Backend for CudaBackend {
             let dw = b.dw.region(c * d, "dw")?;
             match &cache.normalisation {
                 None => {
-                    launch_input_grad(state, &ig, &g, &fv, &dx)?;
+                    let partial = split_scratch(state, &ig)?;
+                    launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?;
                     launch_weight_grad(state, &wg, &g, &fv, &dw)?;
                 }
                 Some(nm) => {
@@ -1123,7 +1218,8 @@ impl Backend for CudaBackend {
                     (fv.x, fv.w) =
                         normalised_operands(state, nm.x_scale, &x_raw, &w_raw, &xn, &wn)?;
                     let dx_target = if nm.x_scale.is_some() { &dxs } else { &dx };
-                    launch_input_grad(state, &ig, &g, &fv, dx_target)?;
+                    let partial = split_scratch(state, &ig)?;
+                    launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), dx_target)?;
                     launch_weight_grad(state, &wg, &g, &fv, &dws)?;
                     if let Some(s) = nm.x_scale {
                         launch_row_project(state, &x_raw, &xn, s, &dxs, &dx)?;

@@ -6,26 +6,88 @@
 //! does not model (warps, memory ordering). The emulator runs one block at a time on OS
 //! threads: use it for correctness, not speed.
 
+use kernels_gpu::device::{Global, GlobalMut};
 use kernels_gpu::emulator::{DeviceBuffer, LaunchConfig, LaunchError, launch};
-use kernels_gpu::forward::margin_forward;
-use kernels_gpu::input_grad::margin_input_grad;
 use kernels_gpu::normalise::{row_project, row_scale};
+use kernels_gpu::params::{ForwardParams, GradParams};
 use kernels_gpu::row_norms::row_norms;
-use kernels_gpu::weight_grad::margin_weight_grad;
+use kernels_gpu::{forward, input_grad, weight_grad};
 use ndarray::{Array2, ArrayView2};
 
 use super::Backend;
 use super::launch::{
-    LaunchPlan, forward_plan, input_grad_plan, needs_row_norms, row_norms_plan, row_project_plan,
-    row_scale_plan, weight_grad_plan,
+    InputGradLaunch, KernelChoice, KernelVariant, LaunchPlan, forward_launch, input_grad_launch,
+    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, Normalisation, RowCache};
 use crate::margin::{Margin, Mode};
 
-/// Runs the margin kernels under the CPU emulator.
+/// Runs the margin kernels under the CPU emulator: the default [`KernelChoice`]
+/// (variant and split-K policy); [`EmulatedVariant`] runs any other.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EmulatedBackend;
+
+/// The emulated backend running a chosen kernel variant and split-K policy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmulatedVariant {
+    /// What to launch.
+    pub choice: KernelChoice,
+}
+
+type ForwardFn = fn(
+    ForwardParams,
+    Global<f32>,
+    Global<f32>,
+    Global<u32>,
+    Global<f64>,
+    Global<f64>,
+    GlobalMut<f32>,
+    GlobalMut<f32>,
+    GlobalMut<f32>,
+    GlobalMut<f32>,
+);
+type GradFn = fn(
+    GradParams,
+    Global<f32>,
+    Global<f32>,
+    Global<f32>,
+    Global<u32>,
+    Global<f32>,
+    Global<f32>,
+    GlobalMut<f32>,
+);
+
+/// The host functions of `variant`'s `(forward, input grad, weight grad)` entries.
+fn kernels(variant: KernelVariant) -> (ForwardFn, GradFn, GradFn) {
+    match variant {
+        KernelVariant::Base => (
+            forward::margin_forward,
+            input_grad::margin_input_grad,
+            weight_grad::margin_weight_grad,
+        ),
+        KernelVariant::Unrolled => (
+            forward::margin_forward_unrolled,
+            input_grad::margin_input_grad_unrolled,
+            weight_grad::margin_weight_grad_unrolled,
+        ),
+        KernelVariant::Micro8 => (
+            forward::margin_forward_micro8,
+            input_grad::margin_input_grad_micro8,
+            weight_grad::margin_weight_grad_micro8,
+        ),
+        KernelVariant::Ldg => (
+            forward::margin_forward_ldg,
+            input_grad::margin_input_grad_ldg,
+            weight_grad::margin_weight_grad_ldg,
+        ),
+        KernelVariant::Dbuf => (
+            forward::margin_forward_dbuf,
+            input_grad::margin_input_grad_dbuf,
+            weight_grad::margin_weight_grad_dbuf,
+        ),
+    }
+}
 
 const NAME: &str = "emulated";
 
@@ -124,8 +186,37 @@ impl Backend for EmulatedBackend {
         margin: Margin,
         mode: Mode,
     ) -> Result<(Array2<f32>, RowCache)> {
+        EmulatedVariant::default().forward(x, w, labels, margin, mode)
+    }
+
+    fn backward(
+        &self,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        labels: &[usize],
+        cache: &RowCache,
+        dout: ArrayView2<f32>,
+    ) -> Result<Grads> {
+        EmulatedVariant::default().backward(x, w, labels, cache, dout)
+    }
+}
+
+impl Backend for EmulatedVariant {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn forward(
+        &self,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        labels: &[usize],
+        margin: Margin,
+        mode: Mode,
+    ) -> Result<(Array2<f32>, RowCache)> {
         let ((n, d), c) = (x.dim(), w.nrows());
-        let fwd = forward_plan(n, d, c, margin, mode)?;
+        let fwd = forward_launch(n, d, c, margin, mode, self.choice.variant)?;
+        let (margin_forward, _, _) = kernels(self.choice.variant);
         let xb = upload("x", x);
         let wb = upload("w", w);
         let yb = upload_labels(labels, c)?;
@@ -213,8 +304,9 @@ impl Backend for EmulatedBackend {
                 )));
             }
         }
-        let ig = input_grad_plan(n, d, c)?;
-        let wg = weight_grad_plan(n, d, c)?;
+        let ig = input_grad_launch(n, d, c, self.choice)?;
+        let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
+        let (_, margin_input_grad, margin_weight_grad) = kernels(self.choice.variant);
         let x_raw = upload("x", x);
         let w_raw = upload("w", w);
         // Normalised margins: the GEMMs run on X̃, Ŵ rebuilt from the cached norms, and
@@ -258,10 +350,38 @@ impl Backend for EmulatedBackend {
 
         let (gv, wv, xv, yv, pv) = (gb.view(), wb.view(), xb.view(), yb.view(), pb.view());
         let (sav, sgv, dxv, dwv) = (sab.view(), sgb.view(), dx.view_mut(), dw.view_mut());
-        launch(&config(&ig.plan), ig.plan.kernel, || {
-            margin_input_grad(ig.params, gv, wv, xv, yv, pv, sav, dxv)
-        })
-        .map_err(backend_error)?;
+        match ig {
+            InputGradLaunch::Direct(ig) => {
+                launch(&config(&ig.plan), ig.plan.kernel, || {
+                    margin_input_grad(ig.params, gv, wv, xv, yv, pv, sav, dxv)
+                })
+                .map_err(backend_error)?;
+            }
+            InputGradLaunch::Split {
+                partial,
+                reduce,
+                scratch_len,
+            } => {
+                let scratch = DeviceBuffer::<f32>::uninit(scratch_len).named("split-k partials");
+                let (sv, swv) = (scratch.view(), scratch.view_mut());
+                launch(&config(&partial.plan), partial.plan.kernel, || {
+                    input_grad::margin_input_grad_splitk(partial.params, gv, wv, yv, pv, swv)
+                })
+                .map_err(backend_error)?;
+                launch(&config(&reduce.plan), reduce.plan.kernel, || {
+                    input_grad::margin_input_grad_splitk_reduce(
+                        reduce.params,
+                        gv,
+                        xv,
+                        yv,
+                        sav,
+                        sv,
+                        dxv,
+                    )
+                })
+                .map_err(backend_error)?;
+            }
+        }
         launch(&config(&wg.plan), wg.plan.kernel, || {
             margin_weight_grad(wg.params, gv, xv, wv, yv, pv, sgv, dwv)
         })

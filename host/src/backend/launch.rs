@@ -12,8 +12,9 @@ use kernels_gpu::params::{
     FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, KernelMode,
     MarginKind, NORM_LANES, NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS,
     PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL,
-    ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, THREADS, TILE,
-    WEIGHT_GRAD_KERNEL,
+    ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, SPLITK_KERNEL,
+    SPLITK_REDUCE_KERNEL, SPLITK_REDUCE_THREADS, SplitKParams, THREADS, TILE, WEIGHT_GRAD_KERNEL,
+    wide_shared_bytes,
 };
 
 use crate::error::{Error, Result};
@@ -42,18 +43,159 @@ pub struct KernelLaunch<P> {
     pub params: P,
 }
 
+/// A variant of the GEMM main loop shared by the three margin kernels: one rung of the
+/// kernel ladder (README, "Kernel ladder"). Every variant computes the same results
+/// (bitwise equal: same summation order); they differ in speed only. Each is its own PTX
+/// entry per kernel, with the same parameter list as rung 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum KernelVariant {
+    /// Rung 0, the first kernel: 64×64 tile, 4×4 thread tile, 16-deep stage, scalar shared
+    /// loads, inner loop unrolled 2× by LLVM (entries `margin_forward`, …).
+    Base,
+    /// Rung (a): stage unrolled by construction, `u32` counters, 128-bit shared loads
+    /// (64×64 tile, 4×4 thread tile, 16-deep stage; suffix `_unrolled`).
+    Unrolled,
+    /// Rung (b): 128×128 tile, 8×8 thread tile, 8-deep stage (suffix `_micro8`).
+    Micro8,
+    /// Rung (b) with global loads through `ld.global.nc`, 128-bit when the rows are a
+    /// multiple of 4 long (suffix `_ldg`). The default: the static SASS report ranks it
+    /// best (README, "Kernel ladder").
+    #[default]
+    Ldg,
+    /// Rung (c): `ldg` with double-buffered shared memory, one barrier per stage
+    /// (suffix `_dbuf`).
+    Dbuf,
+}
+
+impl KernelVariant {
+    /// Every variant, rung order.
+    pub const ALL: [KernelVariant; 5] = [
+        KernelVariant::Base,
+        KernelVariant::Unrolled,
+        KernelVariant::Micro8,
+        KernelVariant::Ldg,
+        KernelVariant::Dbuf,
+    ];
+
+    /// The name `--kernel` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVariant::Base => "base",
+            KernelVariant::Unrolled => "unrolled",
+            KernelVariant::Micro8 => "micro8",
+            KernelVariant::Ldg => "ldg",
+            KernelVariant::Dbuf => "dbuf",
+        }
+    }
+
+    /// PTX entries `(forward, input grad, weight grad)` of this variant.
+    pub fn entries(self) -> [&'static str; 3] {
+        match self {
+            KernelVariant::Base => [FORWARD_KERNEL, INPUT_GRAD_KERNEL, WEIGHT_GRAD_KERNEL],
+            KernelVariant::Unrolled => [
+                "margin_forward_unrolled",
+                "margin_input_grad_unrolled",
+                "margin_weight_grad_unrolled",
+            ],
+            KernelVariant::Micro8 => [
+                "margin_forward_micro8",
+                "margin_input_grad_micro8",
+                "margin_weight_grad_micro8",
+            ],
+            KernelVariant::Ldg => [
+                "margin_forward_ldg",
+                "margin_input_grad_ldg",
+                "margin_weight_grad_ldg",
+            ],
+            KernelVariant::Dbuf => [
+                "margin_forward_dbuf",
+                "margin_input_grad_dbuf",
+                "margin_weight_grad_dbuf",
+            ],
+        }
+    }
+
+    /// Output tile side of each block.
+    pub fn tile(self) -> u32 {
+        match self {
+            KernelVariant::Base | KernelVariant::Unrolled => TILE,
+            KernelVariant::Micro8 | KernelVariant::Ldg | KernelVariant::Dbuf => 2 * TILE,
+        }
+    }
+
+    /// Dynamic shared memory per block, bytes.
+    pub fn shared_bytes(self) -> u32 {
+        match self {
+            KernelVariant::Base => GEMM_SHARED_BYTES,
+            KernelVariant::Unrolled => wide_shared_bytes(4, false),
+            KernelVariant::Micro8 | KernelVariant::Ldg => wide_shared_bytes(8, false),
+            KernelVariant::Dbuf => wide_shared_bytes(8, true),
+        }
+    }
+
+    fn plan(self, kernel: &'static str, grid: (u32, u32, u32)) -> LaunchPlan {
+        LaunchPlan {
+            kernel,
+            grid,
+            block: (THREADS, THREADS, 1),
+            shared_bytes: self.shared_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Display for KernelVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether the input gradient may be split along K = C ([`input_grad_launch`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SplitK {
+    /// Split when the shape leaves the GPU mostly idle (few output tiles, large C).
+    #[default]
+    Auto,
+    /// Never split.
+    Off,
+    /// Split into this many chunks (at least 2; capped so each chunk holds a stage).
+    Force(u32),
+}
+
+/// What a GPU-style backend launches: the main-loop variant and the split-K policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelChoice {
+    /// Main-loop variant of the three GEMM kernels.
+    pub variant: KernelVariant,
+    /// Split-K policy for the input gradient.
+    pub split_k: SplitK,
+}
+
+impl KernelChoice {
+    /// `variant` with automatic split-K.
+    pub fn variant(variant: KernelVariant) -> Self {
+        KernelChoice {
+            variant,
+            split_k: SplitK::Auto,
+        }
+    }
+}
+
 /// Most blocks along grid x (`2³¹ − 1`).
 const MAX_GRID_X: u64 = i32::MAX as u64;
 /// Most blocks along grid y.
 const MAX_GRID_Y: u64 = 65_535;
 
+/// Largest N, D or C the kernels accept: `2³¹ − 1`, so that the kernels' `u32` position
+/// arithmetic (a position plus a tile) cannot wrap.
+pub const MAX_DIM: usize = i32::MAX as usize;
+
 fn to_u32(name: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::Shape(format!(
-            "{name} = {v} exceeds the kernels' limit of {} (u32 sizes)",
-            u32::MAX
-        ))
-    })
+    if v > MAX_DIM {
+        return Err(Error::Shape(format!(
+            "{name} = {v} exceeds the kernels' limit of {MAX_DIM}"
+        )));
+    }
+    Ok(v as u32)
 }
 
 /// `(N, D, C)` as the kernels' `u32`s.
@@ -63,7 +205,16 @@ fn dims(n: usize, d: usize, c: usize) -> Result<(u32, u32, u32)> {
 
 /// Grid of 64×64 output tiles for an `rows × cols` output: x over columns, y over rows.
 fn tile_grid(kernel: &str, rows: (&str, usize), cols: (&str, usize)) -> Result<(u32, u32, u32)> {
-    let tile = TILE as usize;
+    tile_grid_of(TILE as usize, kernel, rows, cols)
+}
+
+/// Grid of `tile × tile` output tiles for an `rows × cols` output.
+fn tile_grid_of(
+    tile: usize,
+    kernel: &str,
+    rows: (&str, usize),
+    cols: (&str, usize),
+) -> Result<(u32, u32, u32)> {
     let gx = cols.1.div_ceil(tile) as u64;
     let gy = rows.1.div_ceil(tile) as u64;
     if gx > MAX_GRID_X || gy > MAX_GRID_Y {
@@ -230,6 +381,7 @@ pub fn row_norms_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<RowNo
 /// `margin_forward(params, x: N×D, w: C×D, labels: N u32, x_norms: N f64, w_norms: C f64,
 /// out: N×C, p: N, alpha_scale: N, gamma_scale: N)`; the norm buffers are read only when
 /// [`needs_row_norms`] (otherwise they may be empty). Grid `(⌈C/64⌉, ⌈N/64⌉)` of 16×16.
+/// Rung 0 ([`KernelVariant::Base`]); [`forward_launch`] takes the variant.
 pub fn forward_plan(
     n: usize,
     d: usize,
@@ -237,11 +389,29 @@ pub fn forward_plan(
     margin: Margin,
     mode: Mode,
 ) -> Result<KernelLaunch<ForwardParams>> {
+    forward_launch(n, d, c, margin, mode, KernelVariant::Base)
+}
+
+/// [`forward_plan`] for `variant`: the same arguments; grid `(⌈C/T⌉, ⌈N/T⌉)` of 16×16
+/// for the variant's tile side `T`.
+pub fn forward_launch(
+    n: usize,
+    d: usize,
+    c: usize,
+    margin: Margin,
+    mode: Mode,
+    variant: KernelVariant,
+) -> Result<KernelLaunch<ForwardParams>> {
     let (n32, d32, c32) = dims(n, d, c)?;
     Ok(KernelLaunch {
-        plan: gemm_plan(
-            FORWARD_KERNEL,
-            tile_grid(FORWARD_KERNEL, ("N", n), ("C", c))?,
+        plan: variant.plan(
+            variant.entries()[0],
+            tile_grid_of(
+                variant.tile() as usize,
+                variant.entries()[0],
+                ("N", n),
+                ("C", c),
+            )?,
         ),
         params: forward_params(n32, d32, c32, margin, mode),
     })
@@ -265,13 +435,25 @@ pub fn input_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<Grad
 }
 
 /// `margin_weight_grad(params, g: N×C, x: N×D, w: C×D, labels: N u32, p: N,
-/// gamma_scale: N, dw: C×D)`. Grid `(⌈D/64⌉, ⌈C/64⌉)` of 16×16.
+/// gamma_scale: N, dw: C×D)`. Grid `(⌈D/64⌉, ⌈C/64⌉)` of 16×16. Rung 0; see
+/// [`weight_grad_launch`].
 pub fn weight_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<GradParams>> {
+    weight_grad_launch(n, d, c, KernelVariant::Base)
+}
+
+/// [`weight_grad_plan`] for `variant` (grid of the variant's tiles).
+pub fn weight_grad_launch(
+    n: usize,
+    d: usize,
+    c: usize,
+    variant: KernelVariant,
+) -> Result<KernelLaunch<GradParams>> {
     let (n32, d32, c32) = dims(n, d, c)?;
+    let entry = variant.entries()[2];
     Ok(KernelLaunch {
-        plan: gemm_plan(
-            WEIGHT_GRAD_KERNEL,
-            tile_grid(WEIGHT_GRAD_KERNEL, ("C", c), ("D", d))?,
+        plan: variant.plan(
+            entry,
+            tile_grid_of(variant.tile() as usize, entry, ("C", c), ("D", d))?,
         ),
         params: GradParams {
             n: n32,
@@ -281,18 +463,146 @@ pub fn weight_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<Gra
     })
 }
 
+/// How the input gradient runs: one kernel, or split-K (partials, then their reduction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InputGradLaunch {
+    /// The variant's `margin_input_grad*` entry ([`input_grad_plan`]'s arguments).
+    Direct(KernelLaunch<GradParams>),
+    /// Split-K along C.
+    Split {
+        /// `margin_input_grad_splitk(params, g, w, labels, p, partial: splits×N×D)`, grid
+        /// `(⌈D/128⌉, ⌈N/128⌉, splits)` of 16×16.
+        partial: KernelLaunch<SplitKParams>,
+        /// `margin_input_grad_splitk_reduce(params, g, x, labels, alpha_scale, partial, dx)`,
+        /// grid `⌈N·D/256⌉` of 256.
+        reduce: KernelLaunch<SplitKParams>,
+        /// Elements of the `partial` scratch buffer (`splits·N·D`).
+        scratch_len: usize,
+    },
+}
+
+/// Blocks that keep a large GPU busy (two waves of a 132-SM H100): below this many output
+/// tiles, [`SplitK::Auto`] splits K.
+pub const SPLITK_TARGET_BLOCKS: usize = 264;
+/// Fewest classes per split-K chunk under [`SplitK::Auto`] (64 stages of 8): below it
+/// the reduction's extra traffic outweighs the gain.
+pub const SPLITK_MIN_CHUNK: usize = 512;
+
+/// The input gradient for `choice`: [`InputGradLaunch::Split`] when the policy asks for it
+/// and the variant has split-K entries (split-K runs the `dbuf` main loop; the base
+/// variant never splits), else [`InputGradLaunch::Direct`].
+///
+/// `Auto` splits when `⌈N/128⌉·⌈D/128⌉ < 264` tiles and `C ≥ 1024`, into
+/// `min(⌈264 / tiles⌉, ⌊C / 512⌋)` chunks. Chunks are a whole number of 8-class stages.
+pub fn input_grad_launch(
+    n: usize,
+    d: usize,
+    c: usize,
+    choice: KernelChoice,
+) -> Result<InputGradLaunch> {
+    let (n32, d32, c32) = dims(n, d, c)?;
+    let grad = GradParams {
+        n: n32,
+        d: d32,
+        c: c32,
+    };
+    let variant = choice.variant;
+    let split_tile = KernelVariant::Dbuf.tile() as usize;
+    let tiles = n.div_ceil(split_tile) * d.div_ceil(split_tile);
+    let wanted = match (variant, choice.split_k) {
+        (KernelVariant::Base, _) | (_, SplitK::Off) => 1,
+        (_, SplitK::Force(s)) => s as usize,
+        (_, SplitK::Auto) if tiles < SPLITK_TARGET_BLOCKS => SPLITK_TARGET_BLOCKS
+            .div_ceil(tiles)
+            .min(c / SPLITK_MIN_CHUNK),
+        (_, SplitK::Auto) => 1,
+    };
+    // Chunks of whole stages, at least one stage each.
+    let stage = 8;
+    let chunk = c.div_ceil(wanted.max(1)).div_ceil(stage) * stage;
+    let splits = c.div_ceil(chunk);
+    if splits < 2 {
+        let entry = variant.entries()[1];
+        return Ok(InputGradLaunch::Direct(KernelLaunch {
+            plan: variant.plan(
+                entry,
+                tile_grid_of(variant.tile() as usize, entry, ("N", n), ("D", d))?,
+            ),
+            params: grad,
+        }));
+    }
+    let (gx, gy, _) = tile_grid_of(split_tile, SPLITK_KERNEL, ("N", n), ("D", d))?;
+    let scratch_len = splits
+        .checked_mul(n)
+        .and_then(|v| v.checked_mul(d))
+        .filter(|&v| v <= isize::MAX as usize / 4)
+        .ok_or_else(|| {
+            Error::Shape(format!(
+                "{SPLITK_KERNEL}: {splits} partial copies of N×D = {n}×{d} do not fit in memory"
+            ))
+        })?;
+    let outputs = (n * d) as u64;
+    let reduce_blocks = outputs.div_ceil(u64::from(SPLITK_REDUCE_THREADS));
+    if reduce_blocks > MAX_GRID_X {
+        return Err(Error::Shape(format!(
+            "{SPLITK_REDUCE_KERNEL}: N·D = {outputs} outputs need {reduce_blocks} blocks, \
+             beyond CUDA's {MAX_GRID_X}"
+        )));
+    }
+    let params = SplitKParams {
+        grad,
+        chunk: chunk as u32,
+        splits: splits as u32,
+    };
+    Ok(InputGradLaunch::Split {
+        partial: KernelLaunch {
+            plan: KernelVariant::Dbuf.plan(SPLITK_KERNEL, (gx, gy, splits as u32)),
+            params,
+        },
+        reduce: KernelLaunch {
+            plan: LaunchPlan {
+                kernel: SPLITK_REDUCE_KERNEL,
+                grid: (reduce_blocks as u32, 1, 1),
+                block: (SPLITK_REDUCE_THREADS, 1, 1),
+                shared_bytes: 0,
+            },
+            params,
+        },
+        scratch_len,
+    })
+}
+
 /// Threads per block and dynamic shared bytes of a margin kernel's launches, for resource
 /// reports (`lsoftmax ptx`); `None` for kernels launched elsewhere. Blocks do not depend on
 /// the problem size, so the plans of a 1×1×1 problem answer for every size.
 pub fn block_shape(kernel: &str) -> Option<(u32, u32)> {
-    let plans = [
-        row_norms_plan(1, 1, 1).ok()?.plan,
-        forward_plan(1, 1, 1, Margin::Plain, Mode::Infer).ok()?.plan,
-        input_grad_plan(1, 1, 1).ok()?.plan,
-        weight_grad_plan(1, 1, 1).ok()?.plan,
-        row_scale_plan(1, 1, 1.0).ok()?.plan,
-        row_project_plan(1, 1, 1.0).ok()?.plan,
-    ];
+    let mut plans = vec![row_norms_plan(1, 1, 1).ok()?.plan];
+    for variant in KernelVariant::ALL {
+        plans.push(
+            forward_launch(1, 1, 1, Margin::Plain, Mode::Infer, variant)
+                .ok()?
+                .plan,
+        );
+        if let InputGradLaunch::Direct(l) =
+            input_grad_launch(1, 1, 1, KernelChoice::variant(variant)).ok()?
+        {
+            plans.push(l.plan);
+        }
+        plans.push(weight_grad_launch(1, 1, 1, variant).ok()?.plan);
+    }
+    let split = KernelChoice {
+        variant: KernelVariant::Dbuf,
+        split_k: SplitK::Force(2),
+    };
+    if let InputGradLaunch::Split {
+        partial, reduce, ..
+    } = input_grad_launch(1, 1, 16, split).ok()?
+    {
+        plans.push(partial.plan);
+        plans.push(reduce.plan);
+    }
+    plans.push(row_scale_plan(1, 1, 1.0).ok()?.plan);
+    plans.push(row_project_plan(1, 1, 1.0).ok()?.plan);
     plans
         .iter()
         .find(|p| p.kernel == kernel)
@@ -339,6 +649,79 @@ mod tests {
             (p.margin, p.mode, p.k),
             (MarginKind::Simplified, KernelMode::Infer, 0.25)
         );
+    }
+
+    #[test]
+    fn variants_have_their_own_entries_and_tiles() {
+        for v in KernelVariant::ALL {
+            let f = forward_launch(200, 3, 300, Margin::Plain, Mode::Infer, v).unwrap();
+            let t = v.tile();
+            assert_eq!(f.plan.kernel, v.entries()[0]);
+            assert!(f.plan.kernel.starts_with(FORWARD_KERNEL));
+            assert_eq!(f.plan.grid, (300u32.div_ceil(t), 200u32.div_ceil(t), 1));
+            assert_eq!(f.plan.shared_bytes, v.shared_bytes());
+            assert!(v.entries()[1].starts_with(INPUT_GRAD_KERNEL));
+            assert!(v.entries()[2].starts_with(WEIGHT_GRAD_KERNEL));
+            assert_eq!(
+                block_shape(v.entries()[2]),
+                Some((256, v.shared_bytes())),
+                "{v}"
+            );
+        }
+        assert_eq!(KernelVariant::default(), KernelVariant::Ldg);
+        assert_eq!(block_shape(SPLITK_REDUCE_KERNEL), Some((256, 0)));
+    }
+
+    #[test]
+    fn split_k_is_chosen_from_the_shape() {
+        let auto = KernelChoice::default();
+        // 256×512 output: 8 tiles of 128; C = 16384 → min(⌈264/8⌉, 16384/512) = 32 chunks.
+        let InputGradLaunch::Split {
+            partial,
+            reduce,
+            scratch_len,
+        } = input_grad_launch(256, 512, 16_384, auto).unwrap()
+        else {
+            panic!("256x512x16384 should split");
+        };
+        assert_eq!((partial.params.splits, partial.params.chunk), (32, 512));
+        assert_eq!(partial.plan.grid, (4, 2, 32));
+        assert_eq!(partial.plan.kernel, SPLITK_KERNEL);
+        assert_eq!(reduce.plan.grid, (256 * 512 / 256, 1, 1));
+        assert_eq!(scratch_len, 32 * 256 * 512);
+        // Many output tiles, or few classes, or rung 0, or Off: one kernel.
+        for (n, d, c, choice) in [
+            (4096, 4096, 100_000, auto),
+            (256, 512, 1000, auto),
+            (256, 512, 16_384, KernelChoice::variant(KernelVariant::Base)),
+            (
+                256,
+                512,
+                16_384,
+                KernelChoice {
+                    variant: KernelVariant::Ldg,
+                    split_k: SplitK::Off,
+                },
+            ),
+        ] {
+            assert!(
+                matches!(
+                    input_grad_launch(n, d, c, choice).unwrap(),
+                    InputGradLaunch::Direct(_)
+                ),
+                "{n}x{d}x{c} {choice:?}"
+            );
+        }
+        // Forced: chunks are whole 8-class stages, the last one shorter.
+        let forced = KernelChoice {
+            variant: KernelVariant::Ldg,
+            split_k: SplitK::Force(3),
+        };
+        let InputGradLaunch::Split { partial, .. } = input_grad_launch(5, 7, 33, forced).unwrap()
+        else {
+            panic!("forced split");
+        };
+        assert_eq!((partial.params.chunk, partial.params.splits), (16, 3));
     }
 
     #[test]

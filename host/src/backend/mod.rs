@@ -17,8 +17,9 @@ pub mod launch;
 pub use cpu::{CPU, CpuBackend};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
-pub use emulated::EmulatedBackend;
+pub use emulated::{EmulatedBackend, EmulatedVariant};
 pub use flops::MarginKernel;
+pub use launch::{KernelChoice, KernelVariant, SplitK};
 
 /// `LSOFTMAX_REQUIRE_CUDA`: set to `1` on a machine that has a GPU (a GPU CI) to make a
 /// CUDA backend that is unavailable (no driver, no device, no `cuda` feature) a failure
@@ -45,13 +46,20 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device).
+    /// A ready-to-use instance of this backend (errors if it cannot start, e.g. no device),
+    /// running the default kernel variant.
     pub fn instance(&self) -> Result<Box<dyn Backend>> {
+        self.instance_with(KernelChoice::default())
+    }
+
+    /// [`BackendKind::instance`] launching `choice`'s kernels (the CPU backend has no
+    /// kernels and ignores it).
+    pub fn instance_with(&self, choice: KernelChoice) -> Result<Box<dyn Backend>> {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
-            BackendKind::Emulated => Ok(Box::new(EmulatedBackend)),
+            BackendKind::Emulated => Ok(Box::new(EmulatedVariant { choice })),
             #[cfg(feature = "cuda")]
-            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?)),
+            BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?.with_kernels(choice))),
             #[cfg(not(feature = "cuda"))]
             BackendKind::Cuda => Err(crate::error::Error::BackendUnavailable {
                 backend: "cuda",

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use crate::backend::MarginKernel;
+use crate::backend::{KernelVariant, MarginKernel};
 
 /// Run one margin kernel repeatedly on the CUDA device (for Nsight).
 #[derive(Debug, ClapArgs)]
@@ -18,6 +18,10 @@ pub struct Args {
     /// The kernel to run.
     #[arg(long, value_enum)]
     kernel: MarginKernel,
+    /// Its GEMM main-loop variant (a rung of the kernel ladder; `--kernel` names the
+    /// kernel here). Default: the best-ranked one.
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = KernelVariant::default())]
+    variant: KernelVariant,
     /// Rows of X (samples).
     #[arg(long)]
     n: usize,
@@ -64,6 +68,7 @@ mod imp {
         fn args() -> Args {
             Args {
                 kernel: MarginKernel::Forward,
+                variant: KernelVariant::default(),
                 n: 4,
                 d: 4,
                 c: 4,
@@ -116,15 +121,17 @@ mod imp {
             ));
         }
         let problem = Problem::random(args.n, args.d, args.c, margin, args.seed)?;
-        let cuda = CudaBackend::new()?;
+        let cuda =
+            CudaBackend::new()?.with_kernels(crate::backend::KernelChoice::variant(args.variant));
         // The first launch pays for module loading and caches; keep it out of the numbers.
         cuda.time_kernel(args.kernel, &problem, 1)?;
         let elapsed = cuda.time_kernel(args.kernel, &problem, args.iters)?;
         let per_launch = elapsed.as_secs_f64() / args.iters as f64;
         let flops = args.kernel.flops(args.n, args.d, args.c);
         println!(
-            "{} on {}: N = {}, D = {}, C = {}, margin {margin}, {} launches",
+            "{} (variant {}) on {}: N = {}, D = {}, C = {}, margin {margin}, {} launches",
             args.kernel.entry_name(),
+            args.variant,
             cuda.device_name(),
             args.n,
             args.d,

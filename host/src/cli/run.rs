@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Args as ClapArgs;
 use ndarray::Array2;
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, KernelChoice, KernelVariant};
 use crate::error::{Error, Result};
 use crate::layer::{backward, forward_on};
 use crate::margin::{Margin, Mode};
@@ -42,6 +42,10 @@ pub struct Args {
     /// Backend that computes the layer.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
+    /// GEMM main-loop variant the emulated and CUDA backends launch (a rung of the
+    /// kernel ladder; all give the same results). Default: the best-ranked one.
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = KernelVariant::default())]
+    kernel: KernelVariant,
     /// Output folder (created only once everything has been computed).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -145,7 +149,9 @@ fn compute(args: &Args) -> Result<Outputs> {
         }
         None => None,
     };
-    let backend = args.backend.instance()?;
+    let backend = args
+        .backend
+        .instance_with(KernelChoice::variant(args.kernel))?;
     let fwd = forward_on(backend.as_ref(), x.view(), w.view(), &labels, margin, mode)?;
     let grads = match &dout {
         Some(g) => {

@@ -12,8 +12,30 @@ use std::process::Command;
 /// The rustc target the kernels are compiled for.
 pub const NVPTX_TARGET: &str = "nvptx64-nvidia-cuda";
 
-/// The toolchain that builds the PTX (`-Zbuild-std` is nightly-only).
-pub const NIGHTLY: &str = "nightly";
+/// The toolchain that builds the PTX (`-Zbuild-std` is nightly-only), pinned to a date:
+/// the PTX (its `.version`, the code LLVM emits) and the features the kernel crate uses
+/// depend on it. `scripts/setup-ptx-tools` reads this line to install the same toolchain.
+/// `LSOFTMAX_NIGHTLY=<toolchain>` overrides it (unpinned; the `.version` check below
+/// still applies).
+pub const NIGHTLY: &str = "nightly-2026-05-20";
+
+/// The rustc commit of [`NIGHTLY`] (`rustc -vV`'s commit-hash): a toolchain installed as
+/// plain `nightly` with this commit is the same compiler and is used as is.
+pub const NIGHTLY_COMMIT: &str = "e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a";
+
+/// Environment variable that overrides [`NIGHTLY`].
+pub const NIGHTLY_ENV: &str = "LSOFTMAX_NIGHTLY";
+
+/// The newest PTX ISA version the documented minimum driver can load, `(major, minor)`.
+/// [`NIGHTLY`] (LLVM 22) writes `.version 7.0` for `sm_70`; PTX ISA 7.0 came with CUDA
+/// 11.0 (NVIDIA's PTX ISA release history), whose Linux driver is R450. A PTX with a
+/// higher `.version` fails to load on that driver with CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+/// (222), so the build refuses it ([`check_ptx_version`]) until this, [`MIN_DRIVER`] and
+/// the README's "First GPU run" are raised together.
+pub const MAX_PTX_ISA: (u32, u32) = (7, 0);
+
+/// The driver [`MAX_PTX_ISA`] needs, for messages and the README.
+pub const MIN_DRIVER: &str = "CUDA 11.0 (Linux driver R450, 450.51.06 or newer)";
 
 /// The command that installs everything the PTX build and the ptxas check need.
 pub const SETUP_COMMAND: &str = "scripts/setup-ptx-tools";
@@ -105,6 +127,24 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
+/// The target directory of this build, from `OUT_DIR`
+/// (`<target>/[<triple>/]<profile>/build/<package>-<hash>/out`): the nearest ancestor that
+/// holds the `CACHEDIR.TAG` cargo writes at the root of every target directory, else the
+/// `<target>` of the plain layout.
+///
+/// Why not `CARGO_TARGET_DIR`: cargo resolves a relative one against the directory it was
+/// started in, but build scripts run in the package's directory, so the same relative path
+/// names another folder here (and `--target-dir` or `build.target-dir` do not show up in
+/// the environment at all). `OUT_DIR` is always absolute.
+pub fn cargo_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .or_else(|| out_dir.ancestors().nth(4))
+        .unwrap_or(out_dir)
+        .to_path_buf()
+}
+
 /// Finds the `kernels-gpu` package from `start` or any of its ancestors: the directory
 /// itself, or a workspace that has it as a `kernels-gpu/` subdirectory.
 pub fn find_kernels_dir(start: &Path) -> Option<PathBuf> {
@@ -129,11 +169,65 @@ pub fn is_sm_arch(arch: &str) -> bool {
     !digits.is_empty() && digits.len() <= 3 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Checks that the nightly toolchain and its `rust-src` are installed, so that a missing
-/// tool gives an install command rather than a page of cargo errors.
-pub fn check_nightly() -> Result<(), CompileError> {
+/// The toolchain to build with: `$LSOFTMAX_NIGHTLY` if set; else [`NIGHTLY`] if rustup
+/// has it; else plain `nightly` if that is the same compiler ([`NIGHTLY_COMMIT`]); else an
+/// error that says how to install the pinned one.
+pub fn nightly_toolchain() -> Result<String, CompileError> {
+    if let Ok(t) = std::env::var(NIGHTLY_ENV)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    if rustc_commit(NIGHTLY)?.is_some() {
+        return Ok(NIGHTLY.to_string());
+    }
+    if rustc_commit("nightly")?.as_deref() == Some(NIGHTLY_COMMIT) {
+        return Ok("nightly".to_string());
+    }
+    Err(CompileError::Missing {
+        tool: "nightly toolchain".into(),
+        message: format!(
+            "the PTX is built with the pinned toolchain {NIGHTLY} (rustc commit \
+             {NIGHTLY_COMMIT:.9}), which rustup does not have; install it with \
+             `{SETUP_COMMAND}` (or `rustup toolchain install {NIGHTLY} --profile minimal \
+             --component rust-src`), or set {NIGHTLY_ENV}=nightly to use another nightly \
+             unpinned"
+        ),
+    })
+}
+
+/// The commit hash of `rustup run <toolchain> rustc -vV`, `None` if that toolchain is not
+/// installed.
+fn rustc_commit(toolchain: &str) -> Result<Option<String>, CompileError> {
     let out = Command::new("rustup")
-        .args(["run", NIGHTLY, "rustc", "--print", "sysroot"])
+        .args(["run", toolchain, "rustc", "-vV"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .map_err(|e| CompileError::Missing {
+            tool: "rustup".into(),
+            message: format!(
+                "cannot run `rustup` ({e}); install Rust from https://rustup.rs, then run \
+                 `{SETUP_COMMAND}`"
+            ),
+        })?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit-hash:"))
+        .map(|h| h.trim().to_string()))
+}
+
+/// Checks that the nightly toolchain ([`nightly_toolchain`]) and its `rust-src` are
+/// installed, so that a missing tool gives an install command rather than a page of cargo
+/// errors. Returns the toolchain's name.
+pub fn check_nightly() -> Result<String, CompileError> {
+    let toolchain = nightly_toolchain()?;
+    let out = Command::new("rustup")
+        .args(["run", &toolchain, "rustc", "--print", "sysroot"])
+        .env_remove("RUSTUP_TOOLCHAIN")
         .output()
         .map_err(|e| CompileError::Missing {
             tool: "rustup".into(),
@@ -146,7 +240,7 @@ pub fn check_nightly() -> Result<(), CompileError> {
         return Err(CompileError::Missing {
             tool: "nightly toolchain".into(),
             message: format!(
-                "`rustup run {NIGHTLY} rustc` failed ({}); install it with `{SETUP_COMMAND}`",
+                "`rustup run {toolchain} rustc` failed ({}); install it with `{SETUP_COMMAND}`",
                 // rustup's first line says what is wrong; the rest can be a backtrace.
                 String::from_utf8_lossy(&out.stderr)
                     .lines()
@@ -164,10 +258,39 @@ pub fn check_nightly() -> Result<(), CompileError> {
             message: format!(
                 "{} is missing: -Zbuild-std needs the nightly rust-src component; install it \
                  with `{SETUP_COMMAND}` (or `rustup component add rust-src --toolchain \
-                 {NIGHTLY}`)",
+                 {toolchain}`)",
                 library.display()
             ),
         });
+    }
+    Ok(toolchain)
+}
+
+/// The PTX ISA version of a module's `.version` directive (`.version 8.4` gives `(8, 4)`).
+pub fn ptx_isa_version(ptx: &str) -> Option<(u32, u32)> {
+    ptx.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(".version")?;
+        let (major, minor) = rest.trim().split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    })
+}
+
+/// Errors unless the PTX's `.version` is at most [`MAX_PTX_ISA`]: a newer ISA would build
+/// here and fail to load on a driver the README says is enough.
+pub fn check_ptx_version(ptx: &str) -> Result<(), CompileError> {
+    let Some(version) = ptx_isa_version(ptx) else {
+        return Err(CompileError::Invalid(
+            "the PTX has no `.version` directive".into(),
+        ));
+    };
+    if version > MAX_PTX_ISA {
+        return Err(CompileError::Invalid(format!(
+            "the PTX says .version {}.{}, newer than {}.{}, the newest that the documented \
+             minimum driver ({MIN_DRIVER}) loads; a different nightly than {NIGHTLY} or a \
+             newer -C target-cpu raised it. Use the pinned toolchain, or raise MAX_PTX_ISA, \
+             MIN_DRIVER and the README's minimum driver together.",
+            version.0, version.1, MAX_PTX_ISA.0, MAX_PTX_ISA.1
+        )));
     }
     Ok(())
 }
@@ -187,7 +310,26 @@ pub fn build_ptx(build: &PtxBuild) -> Result<PtxOutput, CompileError> {
             build.arch
         )));
     }
-    check_nightly()?;
+    let toolchain = check_nightly()?;
+    // The nested cargo runs rustc in the kernels' workspace, so a relative `--emit` path
+    // would land elsewhere than the relative target dir cargo resolves: make both absolute
+    // (against this process's working directory, as cargo does with CARGO_TARGET_DIR).
+    let absolute = |p: &Path| -> Result<PathBuf, CompileError> {
+        if p.is_absolute() {
+            return Ok(p.to_path_buf());
+        }
+        std::env::current_dir()
+            .map(|cwd| cwd.join(p))
+            .map_err(|e| CompileError::Io {
+                path: p.to_path_buf(),
+                message: format!("resolving against the working directory: {e}"),
+            })
+    };
+    let build = &PtxBuild {
+        kernels_dir: absolute(&build.kernels_dir)?,
+        target_dir: absolute(&build.target_dir)?,
+        ..build.clone()
+    };
     let manifest = build.kernels_dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(CompileError::Io {
@@ -215,11 +357,11 @@ pub fn build_ptx(build: &PtxBuild) -> Result<PtxOutput, CompileError> {
         build.arch
     ));
 
-    run_cargo(build, &manifest, &path, false)?;
+    run_cargo(build, &toolchain, &manifest, &path, false)?;
     if !path.is_file() {
         // The build was fresh but someone removed the PTX: an extra (unused) cfg changes
         // rustc's arguments, which makes cargo rerun it.
-        run_cargo(build, &manifest, &path, true)?;
+        run_cargo(build, &toolchain, &manifest, &path, true)?;
     }
     let mut text = std::fs::read_to_string(&path).map_err(|e| CompileError::Io {
         path: path.clone(),
@@ -235,6 +377,7 @@ pub fn build_ptx(build: &PtxBuild) -> Result<PtxOutput, CompileError> {
             text = stripped;
         }
     }
+    check_ptx_version(&text)?;
     Ok(PtxOutput { path, text })
 }
 
@@ -282,6 +425,7 @@ pub fn keep_line_tables_only(ptx: &str) -> String {
 
 fn run_cargo(
     build: &PtxBuild,
+    toolchain: &str,
     manifest: &Path,
     out: &Path,
     force: bool,
@@ -289,7 +433,7 @@ fn run_cargo(
     let mut cmd = Command::new("rustup");
     cmd.args([
         "run",
-        NIGHTLY,
+        toolchain,
         "cargo",
         "rustc",
         "--lib",
@@ -362,4 +506,54 @@ pub fn ptx_target(ptx: &str) -> Option<&str> {
         let rest = line.trim().strip_prefix(".target")?;
         rest.split([',', ' ', '\t']).find(|w| !w.is_empty())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ptx_version_is_read_and_checked_against_the_documented_driver() {
+        let ptx = |v: &str| format!("//\n// comment\n\n.version {v}\n.target sm_70\n");
+        assert_eq!(ptx_isa_version(&ptx("7.0")), Some((7, 0)));
+        assert_eq!(ptx_isa_version(&ptx("8.10")), Some((8, 10)));
+        assert_eq!(ptx_isa_version(".target sm_70\n"), None);
+        assert!(check_ptx_version(&ptx("7.0")).is_ok());
+        assert!(check_ptx_version(&ptx("6.5")).is_ok());
+        let err = check_ptx_version(&ptx("7.1")).unwrap_err().to_string();
+        assert!(
+            err.contains(".version 7.1") && err.contains(MIN_DRIVER),
+            "{err}"
+        );
+        assert!(check_ptx_version(&ptx("8.0")).is_err());
+        assert!(check_ptx_version(".target sm_70\n").is_err());
+    }
+
+    #[test]
+    fn the_target_dir_is_found_from_out_dir_by_its_cachedir_tag() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("rel/target-gpu");
+        for triple in [None, Some("x86_64-unknown-linux-gnu")] {
+            let mut out = target.clone();
+            if let Some(t) = triple {
+                out.push(t);
+            }
+            out.push("release/build/lsoftmax-host-0123abcd/out");
+            std::fs::create_dir_all(&out).unwrap();
+            // Plain layout without the tag: four levels up.
+            let plain = if triple.is_none() {
+                target.clone()
+            } else {
+                out.ancestors().nth(4).unwrap().to_path_buf()
+            };
+            assert_eq!(cargo_target_dir(&out), plain, "{triple:?}");
+            std::fs::write(
+                target.join("CACHEDIR.TAG"),
+                "Signature: 8a477f597d28d172789f06886806bc55",
+            )
+            .unwrap();
+            assert_eq!(cargo_target_dir(&out), target, "{triple:?}");
+            std::fs::remove_file(target.join("CACHEDIR.TAG")).unwrap();
+        }
+    }
 }

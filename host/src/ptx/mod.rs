@@ -6,8 +6,14 @@
 //!   stack frame, errors.
 //! - [`occupancy`]: theoretical occupancy from registers, block size and shared memory.
 //! - [`report`]: the per-kernel rows `lsoftmax ptx` prints, saves as JSON and compares.
+//! - [`sass`]: `ptxas` to a cubin, `cuobjdump -sass`, the listing parsed.
+//! - [`sass_loops`]: control-flow graph, natural loops, the main K loop and one stage's
+//!   instruction mix.
+//! - [`sass_model`]: the static upper bound on the fraction of FP32 peak.
+//! - [`sass_report`]: the rows of `lsoftmax ptx --sass`, cuBLAS anchors, the density gate.
 //!
-//! Tools: `scripts/setup-ptx-tools` installs the nightly `rust-src` and ptxas.
+//! Tools: `scripts/setup-ptx-tools` installs the nightly `rust-src`, ptxas, cuobjdump and
+//! nvdisasm.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +23,10 @@ pub mod compile;
 pub mod occupancy;
 pub mod ptxas;
 pub mod report;
+pub mod sass;
+pub mod sass_loops;
+pub mod sass_model;
+pub mod sass_report;
 
 pub use compile::{CompileError, PtxBuild, PtxOutput, SETUP_COMMAND, ptx_entries, ptx_target};
 pub use ptxas::{FunctionResources, PtxasReport};

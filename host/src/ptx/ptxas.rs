@@ -227,12 +227,18 @@ pub fn find_ptxas() -> Result<PathBuf> {
 /// A ptxas that runs and rejects the PTX is not an `Err`: its messages are in
 /// [`PtxasReport::errors`]. `Err` means ptxas could not be run at all.
 pub fn run(ptxas: &Path, ptx: &Path, arch: &str) -> Result<PtxasReport> {
+    let null = Path::new(if cfg!(windows) { "NUL" } else { "/dev/null" });
+    run_to(ptxas, ptx, arch, null)
+}
+
+/// [`run`], keeping the cubin ptxas writes at `cubin`.
+pub fn run_to(ptxas: &Path, ptx: &Path, arch: &str, cubin: &Path) -> Result<PtxasReport> {
     let output = Command::new(ptxas)
         .arg(format!("-arch={arch}"))
         .arg("-v")
         .arg(ptx)
         .arg("-o")
-        .arg(if cfg!(windows) { "NUL" } else { "/dev/null" })
+        .arg(cubin)
         .output()
         .map_err(|e| Error::Toolchain {
             tool: "ptxas".into(),

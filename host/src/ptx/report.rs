@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::occupancy::{self, Occupancy};
 use super::ptxas::PtxasReport;
+use super::sass_report::SassRow;
 use crate::backend::launch::block_shape;
 
 /// One kernel on one architecture.
@@ -37,6 +38,9 @@ pub struct KernelRow {
 pub struct ResourceReport {
     /// `sm_XY` → rows.
     pub archs: BTreeMap<String, Vec<KernelRow>>,
+    /// `sm_XY` → SASS rows (`lsoftmax ptx --sass`); absent from reports saved without it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sass: BTreeMap<String, Vec<SassRow>>,
 }
 
 /// Rows for `entries` (PTX order) from one ptxas run for `arch`; entries ptxas did not

@@ -1,8 +1,8 @@
 //! Block-level sum reduction in shared memory: one partial sum per block.
 
 use crate::device::{
-    Global, GlobalMut, block_dim_x, block_idx_x, dynamic_shared, global_thread_x, sync_threads,
-    thread_idx_x,
+    Global, GlobalMut, Shared, block_dim_x, block_idx_x, dynamic_shared, global_thread_x,
+    sync_threads, thread_idx_x,
 };
 use crate::kernel;
 
@@ -19,20 +19,30 @@ kernel! {
         let cache = dynamic_shared::<f32>();
         let tid = thread_idx_x() as usize;
         let i = global_thread_x();
-        cache.set(tid, if i < n { input.get(i as usize) } else { 0.0 });
+        cache.set(tid, if i < n as usize { input.get(i) } else { 0.0 });
         sync_threads();
         let mut active = (block_dim_x() / 2) as usize;
         while active > 0 {
-            if tid < active {
-                cache.set(tid, cache.get(tid) + cache.get(tid + active));
-            }
-            sync_threads();
+            tree_round(cache, tid, active);
             active /= 2;
         }
         if tid == 0 {
             partial.set(block_idx_x() as usize, cache.get(0));
         }
     }
+}
+
+/// One round of the tree: the lower `active` threads add the upper half, then the block
+/// synchronises. A synchronising helper, so `#[track_caller]` (see
+/// [`sync_threads`](crate::device::sync_threads)): the emulator identifies its barrier,
+/// and reports faults inside it, by the line that calls it.
+#[track_caller]
+#[inline(always)]
+fn tree_round(cache: Shared<f32>, tid: usize, active: usize) {
+    if tid < active {
+        cache.set(tid, cache.get(tid) + cache.get(tid + active));
+    }
+    sync_threads();
 }
 
 /// Threads per block used by [`run`] (a power of two).

@@ -8,8 +8,7 @@ kernel! {
     /// may have more threads than elements.
     pub fn vector_add(a: Global<f32>, b: Global<f32>, out: GlobalMut<f32>, n: u32) {
         let i = global_thread_x();
-        if i < n {
-            let i = i as usize;
+        if i < n as usize {
             out.set(i, a.get(i) + b.get(i));
         }
     }

@@ -55,6 +55,14 @@ launch_indices! {
 ///
 /// The call site identifies the barrier: threads waiting at different call sites, or a
 /// thread exiting while others wait, is reported as a synccheck fault.
+///
+/// The call site is `#[track_caller]`'s: a helper function that synchronises must itself
+/// be `#[track_caller]` (as every function between it and the kernel body), so that each
+/// call of the helper is its own barrier. Without the attribute, all calls of the helper
+/// share the `sync_threads` line inside it, and a kernel whose divergent branches each
+/// call the helper is not flagged. The price of the attribute: every barrier and every
+/// access fault inside the helper is reported at the helper's call site (keep such
+/// helpers small), and several barriers inside one helper are not told apart.
 #[track_caller]
 pub fn sync_threads() {
     sync::sync_threads(Location::caller());
@@ -100,6 +108,31 @@ impl<T: Copy + Send + 'static> Global<T> {
     /// `true` if the view has no elements.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl Global<f32> {
+    /// Element `i` through the read-only data path (`ld.global.nc` on the GPU), checked as
+    /// [`Global::get`] plus: a fault if this launch wrote the element (the non-coherent
+    /// cache could return the old value).
+    #[track_caller]
+    pub fn load(&self, i: usize) -> f32 {
+        buffer::read_non_coherent::<f32>(self.id, self.len, i, Location::caller())
+    }
+
+    /// Elements `i..i + 4` in one 16-byte load (`ld.global.nc.v4.f32` on the GPU); each
+    /// checked as by [`Global::load`], and a memcheck fault unless the address is 16-byte
+    /// aligned (emulated buffers start 256-byte aligned like `cudaMalloc`'s, so: unless
+    /// `i` is a multiple of 4).
+    #[track_caller]
+    pub fn load4(&self, i: usize) -> [f32; 4] {
+        buffer::read4_non_coherent(self.id, self.len, i, Location::caller())
+    }
+
+    /// Whether the view's first element is 16-byte aligned, so that [`Global::load4`]
+    /// at a multiple of 4 is aligned. Emulated buffers always are (256-byte aligned).
+    pub fn is_vec4_aligned(&self) -> bool {
+        true
     }
 }
 
@@ -191,6 +224,23 @@ impl<T: DeviceCopy> Shared<T> {
     #[track_caller]
     pub fn set(&self, i: usize, v: T) {
         shared::write::<T>(self.byte_offset, i, v, Location::caller());
+    }
+}
+
+impl Shared<f32> {
+    /// Elements `i..i + 4` in one 16-byte load (`ld.shared.v4.f32` on the GPU): each
+    /// checked as by [`Shared::get`], and a memcheck fault unless the byte address
+    /// (view offset + 4·i) is a multiple of 16.
+    #[track_caller]
+    pub fn get4(&self, i: usize) -> [f32; 4] {
+        shared::read4(self.byte_offset, i, Location::caller())
+    }
+
+    /// Stores `v` at elements `i..i + 4` in one 16-byte store (`st.shared.v4.f32`),
+    /// checked as [`Shared::set`] per element plus the alignment of [`Shared::get4`].
+    #[track_caller]
+    pub fn set4(&self, i: usize, v: [f32; 4]) {
+        shared::write4(self.byte_offset, i, v, Location::caller());
     }
 }
 

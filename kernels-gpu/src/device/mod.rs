@@ -13,6 +13,11 @@
 //!
 //! Write kernels with [`kernel!`](crate::kernel): it turns one function body into an
 //! `extern "ptx-kernel"` entry point on the GPU and a plain function on the host.
+//!
+//! Helper functions that call [`sync_threads`] must be `#[track_caller]`: the emulator
+//! identifies a barrier by its caller location, and the attribute makes that the
+//! helper's call site, so two divergent calls of one helper are two barriers (see
+//! [`sync_threads`]).
 
 #[cfg(not(target_arch = "nvptx64"))]
 mod host;
@@ -50,16 +55,19 @@ impl_device_copy!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
 // (arrays have no inter-element padding) with all bit patterns valid.
 unsafe impl<T: DeviceCopy, const N: usize> DeviceCopy for [T; N] {}
 
-/// Global linear index of the calling thread along x: `block_idx_x * block_dim_x + thread_idx_x`.
+/// Global linear index of the calling thread along x: `block_idx_x * block_dim_x + thread_idx_x`,
+/// computed in `usize`: a grid may hold up to (2³¹ − 1) × 1024 threads along x, which a
+/// `u32` product would wrap (and the wrapped index would alias another thread's element).
 #[inline(always)]
-pub fn global_thread_x() -> u32 {
-    block_idx_x() * block_dim_x() + thread_idx_x()
+pub fn global_thread_x() -> usize {
+    block_idx_x() as usize * block_dim_x() as usize + thread_idx_x() as usize
 }
 
-/// Global linear index of the calling thread along y: `block_idx_y * block_dim_y + thread_idx_y`.
+/// Global linear index of the calling thread along y: `block_idx_y * block_dim_y + thread_idx_y`,
+/// in `usize` like [`global_thread_x`].
 #[inline(always)]
-pub fn global_thread_y() -> u32 {
-    block_idx_y() * block_dim_y() + thread_idx_y()
+pub fn global_thread_y() -> usize {
+    block_idx_y() as usize * block_dim_y() as usize + thread_idx_y() as usize
 }
 
 /// Declares GPU kernels whose bodies are shared by the GPU and the emulator.
@@ -73,8 +81,8 @@ pub fn global_thread_y() -> u32 {
 ///     /// Scales a vector.
 ///     pub fn scale(x: Global<f32>, out: GlobalMut<f32>, factor: f32, n: u32) {
 ///         let i = global_thread_x();
-///         if i < n {
-///             out.set(i as usize, factor * x.get(i as usize));
+///         if i < n as usize {
+///             out.set(i, factor * x.get(i));
 ///         }
 ///     }
 /// }

@@ -52,6 +52,10 @@ special_registers! {
 
 /// `__syncthreads()`: block-wide barrier (`bar.sync 0`). Every thread of the block must
 /// reach the same call.
+///
+/// Synchronising helpers are `#[track_caller]` for the emulator's synccheck (see the
+/// host facade); here the hidden location argument is never read, and inlining removes
+/// it (the `block_sum` demo kernel, built by `lsoftmax ptx --check`, uses such a helper).
 #[inline(always)]
 pub fn sync_threads() {
     // SAFETY: `bar.sync` has no memory-safety preconditions; divergent use is a
@@ -110,6 +114,56 @@ impl<T: Copy> Global<T> {
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl Global<f32> {
+    /// Elements `i..i + 4` in one `ld.global.nc.v4.f32`. The address `ptr + 4·i` must be
+    /// 16-byte aligned ([`Global::is_vec4_aligned`] and `i` a multiple of 4) and the memory
+    /// read-only during the launch; both are checked by the emulator.
+    #[inline(always)]
+    pub fn load4(&self, i: usize) -> [f32; 4] {
+        let (a, b, c, d): (f32, f32, f32, f32);
+        // SAFETY: the kernel keeps `i + 3 < len` and the address 16-byte aligned, and the
+        // launcher guarantees `ptr` valid for `len` elements (emulator-checked). `cvta`
+        // turns the generic address of the view into a global one (the identity on every
+        // current GPU, kept for the PTX rules). The asm only reads memory.
+        unsafe {
+            core::arch::asm!(
+                "{{ .reg .u64 ga; cvta.to.global.u64 ga, {p}; ld.global.nc.v4.f32 {{{a}, {b}, {c}, {d}}}, [ga]; }}",
+                p = in(reg64) self.ptr.add(i),
+                a = out(reg32) a,
+                b = out(reg32) b,
+                c = out(reg32) c,
+                d = out(reg32) d,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        [a, b, c, d]
+    }
+
+    /// Element `i` in one `ld.global.nc.f32`: the read-only data path, valid only for
+    /// memory no thread writes during the launch (emulator-checked).
+    #[inline(always)]
+    pub fn load(&self, i: usize) -> f32 {
+        let v: f32;
+        // SAFETY: as for `load4`, with a 4-byte access at a 4-byte aligned address.
+        unsafe {
+            core::arch::asm!(
+                "{{ .reg .u64 ga; cvta.to.global.u64 ga, {p}; ld.global.nc.f32 {v}, [ga]; }}",
+                p = in(reg64) self.ptr.add(i),
+                v = out(reg32) v,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        v
+    }
+
+    /// Whether the view's first element is 16-byte aligned (so [`Global::load4`] at a
+    /// multiple of 4 is aligned).
+    #[inline(always)]
+    pub fn is_vec4_aligned(&self) -> bool {
+        (self.ptr as usize).is_multiple_of(16)
     }
 }
 
@@ -212,6 +266,29 @@ impl<T: DeviceCopy> Shared<T> {
         // SAFETY: as for `get`; races between threads are excluded by barriers
         // (emulator racecheck).
         unsafe { *self.ptr.add(i) = v }
+    }
+}
+
+/// Four f32 with the alignment of a 128-bit shared access.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct Vec4([f32; 4]);
+
+impl Shared<f32> {
+    /// Elements `i..i + 4` in one `ld.shared.v4.f32`; the byte address must be a multiple
+    /// of 16 (emulator-checked).
+    #[inline(always)]
+    pub fn get4(&self, i: usize) -> [f32; 4] {
+        // SAFETY: as for `get`, plus the 16-byte alignment the caller keeps; `Vec4` is
+        // four f32 (any bit pattern valid).
+        unsafe { self.ptr.add(i).cast::<Vec4>().read().0 }
+    }
+
+    /// Stores `v` at elements `i..i + 4` in one `st.shared.v4.f32` (16-byte aligned).
+    #[inline(always)]
+    pub fn set4(&self, i: usize, v: [f32; 4]) {
+        // SAFETY: as for `set`, plus the alignment of `get4`.
+        unsafe { self.ptr.add(i).cast::<Vec4>().write(Vec4(v)) }
     }
 }
 

@@ -366,6 +366,55 @@ pub(crate) fn read<T: Copy + Send + 'static>(
     index: usize,
     location: &'static Location<'static>,
 ) -> T {
+    read_via(id, len, index, false, location)
+}
+
+/// Checked load through the read-only path (`ld.global.nc`): as [`read`], and a fault if
+/// this launch wrote the element (the non-coherent cache may hold the old value).
+pub(crate) fn read_non_coherent<T: Copy + Send + 'static>(
+    id: u64,
+    len: usize,
+    index: usize,
+    location: &'static Location<'static>,
+) -> T {
+    read_via(id, len, index, true, location)
+}
+
+/// Checked 16-byte vector load of elements `index..index + 4` through the read-only
+/// path (`ld.global.nc.v4.f32`). Buffers start 256-byte aligned (as `cudaMalloc`'s do),
+/// so the address is 16-byte aligned exactly when `index` is a multiple of 4.
+pub(crate) fn read4_non_coherent(
+    id: u64,
+    len: usize,
+    index: usize,
+    location: &'static Location<'static>,
+) -> [f32; 4] {
+    if !index.is_multiple_of(4) {
+        let fault = |name: String| Fault::MisalignedVector {
+            space: MemorySpace::Global,
+            buffer: format!("`{name}`"),
+            index,
+            location,
+        };
+        let in_launch = context::try_with(|ctx| {
+            with_buffer::<f32, ()>(ctx, id, location, |core| {
+                Err(fault(lock(&core.state).name.clone()))
+            })
+        });
+        if in_launch.is_none() {
+            panic!("{}", fault(format!("buffer#{id}")));
+        }
+    }
+    [0, 1, 2, 3].map(|l| read_via(id, len, index + l, true, location))
+}
+
+fn read_via<T: Copy + Send + 'static>(
+    id: u64,
+    len: usize,
+    index: usize,
+    non_coherent: bool,
+    location: &'static Location<'static>,
+) -> T {
     let in_launch = context::try_with(|ctx| {
         ctx.maybe_yield(stop_point::<T>(id, Access::Read, index, location));
         with_buffer::<T, T>(ctx, id, location, |core| {
@@ -377,6 +426,13 @@ pub(crate) fn read<T: Copy + Send + 'static>(
             if !prev.initialized {
                 return Err(Fault::UninitializedRead {
                     space: MemorySpace::Global,
+                    buffer: format!("`{}`", state.name),
+                    index,
+                    location,
+                });
+            }
+            if non_coherent && prev.write_launch == ctx.launch.id {
+                return Err(Fault::NonCoherentRead {
                     buffer: format!("`{}`", state.name),
                     index,
                     location,

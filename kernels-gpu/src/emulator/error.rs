@@ -55,6 +55,28 @@ pub enum Fault {
         /// Kernel source line.
         location: &'static Location<'static>,
     },
+    /// memcheck: a vector access (`ld.*.v4`, 16 bytes) at an element whose address is not
+    /// 16-byte aligned; the GPU faults with a misaligned address.
+    MisalignedVector {
+        /// Global or shared.
+        space: MemorySpace,
+        /// Buffer name, or a description of the shared view.
+        buffer: String,
+        /// The first element index of the vector.
+        index: usize,
+        /// Kernel source line of the access.
+        location: &'static Location<'static>,
+    },
+    /// A read through the read-only (non-coherent, `ld.global.nc`) path of an element this
+    /// launch has written: the GPU may return the stale value.
+    NonCoherentRead {
+        /// Buffer name.
+        buffer: String,
+        /// Element index.
+        index: usize,
+        /// Kernel source line of the read.
+        location: &'static Location<'static>,
+    },
     /// memcheck: a global view whose buffer was dropped.
     UseAfterFree {
         /// Buffer id.
@@ -262,6 +284,23 @@ impl fmt::Display for Fault {
             } => write!(
                 f,
                 "memcheck: shared view of {elem} at byte offset {byte_offset} is not {align}-byte aligned, at {location}"
+            ),
+            Fault::MisalignedVector {
+                space,
+                buffer,
+                index,
+                location,
+            } => write!(
+                f,
+                "memcheck: 16-byte vector access to {space} {buffer}[{index}] is not 16-byte aligned, at {location}"
+            ),
+            Fault::NonCoherentRead {
+                buffer,
+                index,
+                location,
+            } => write!(
+                f,
+                "racecheck: read-only (non-coherent) load of {buffer}[{index}], which this launch wrote, at {location}"
             ),
             Fault::UseAfterFree {
                 buffer_id,

@@ -16,9 +16,17 @@
 //!   in between) when one of them is a write: write after write, read after write,
 //!   write after read;
 //! - **initcheck**: reads of shared memory that no thread of the block wrote since the
-//!   launch, and of [`DeviceBuffer::uninit`] elements nobody wrote;
-//! - **synccheck**: threads waiting at different barriers (identified by call site), a
-//!   thread exiting while others wait at a barrier, a barrier that never completes;
+//!   launch, and of [`DeviceBuffer::uninit`] elements nobody wrote. Its limit: a byte
+//!   written once stays initialised for the rest of the launch, so a *stale* value is
+//!   not an uninitialised one. A GEMM that forgets to overwrite (zero-pad) part of an
+//!   edge tile reads the slot's value from an earlier K stage, which initcheck accepts
+//!   by design; the wrong result is caught by the agreement check against
+//!   `reference::naive` (`tests/backend_agreement.rs`, and the multi-stage ragged shapes
+//!   of `tests/emulated_kernels.rs`), not by a detector;
+//! - **synccheck**: threads waiting at different barriers (identified by the caller
+//!   location of `sync_threads`, so helpers that synchronise must be `#[track_caller]`,
+//!   see [`sync_threads`](crate::device::sync_threads)), a thread exiting while others
+//!   wait at a barrier, a barrier that never completes;
 //! - a panic in a kernel thread (overflow, explicit `panic!`).
 //!
 //! The first fault ends the launch with `Err(LaunchError)`; threads blocked at a

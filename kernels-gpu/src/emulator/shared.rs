@@ -136,6 +136,48 @@ pub(crate) fn read<T: DeviceCopy>(
     })
 }
 
+/// Checked 16-byte vector load (`ld.shared.v4.f32`) of elements `index..index + 4` of the
+/// f32 view at `byte_offset`: the byte address must be a multiple of 16 (the dynamic
+/// region itself starts 16-byte aligned), then each element is checked as by [`read`].
+pub(crate) fn read4(
+    byte_offset: usize,
+    index: usize,
+    location: &'static Location<'static>,
+) -> [f32; 4] {
+    check_vector_alignment(byte_offset, index, location);
+    [0, 1, 2, 3].map(|l| read::<f32>(byte_offset, index + l, location))
+}
+
+/// Checked 16-byte vector store (`st.shared.v4.f32`), aligned as for [`read4`].
+pub(crate) fn write4(
+    byte_offset: usize,
+    index: usize,
+    value: [f32; 4],
+    location: &'static Location<'static>,
+) {
+    check_vector_alignment(byte_offset, index, location);
+    for (l, v) in value.into_iter().enumerate() {
+        write::<f32>(byte_offset, index + l, v, location);
+    }
+}
+
+fn check_vector_alignment(byte_offset: usize, index: usize, location: &'static Location<'static>) {
+    let aligned = index
+        .checked_mul(4)
+        .and_then(|b| b.checked_add(byte_offset))
+        .is_some_and(|b| b.is_multiple_of(16));
+    if !aligned {
+        context::with(|ctx| {
+            ctx.fault(Fault::MisalignedVector {
+                space: MemorySpace::Shared,
+                buffer: describe::<f32>(byte_offset),
+                index,
+                location,
+            })
+        });
+    }
+}
+
 /// Checked store of `value` at element `index` of the `T` view at `byte_offset`.
 pub(crate) fn write<T: DeviceCopy>(
     byte_offset: usize,

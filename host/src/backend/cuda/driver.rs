@@ -79,11 +79,17 @@ pub struct DriverError {
     pub what: String,
     /// The driver's `CUresult`.
     pub code: Code,
+    /// What else the driver said (the JIT's error log), or empty.
+    pub log: String,
 }
 
 impl std::fmt::Display for DriverError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, describe(self.code))
+        write!(f, "{}: {}", self.what, describe(self.code))?;
+        if !self.log.is_empty() {
+            write!(f, "; {}", self.log)?;
+        }
+        Ok(())
     }
 }
 
@@ -95,6 +101,7 @@ pub fn check(what: impl Into<String>, code: Code) -> Result<(), DriverError> {
         Err(DriverError {
             what: what.into(),
             code,
+            log: String::new(),
         })
     }
 }
@@ -180,7 +187,7 @@ pub struct LoadedModule {
 const LOG_BYTES: usize = 16 * 1024;
 
 /// Loads NUL-terminated PTX with line info, capturing the JIT's error and info logs. On
-/// failure the error's `what` carries the error log (or says it was empty).
+/// failure the error's `log` carries the error log (or says it was empty).
 pub fn load_module(ptx: &CStr) -> Result<LoadedModule, DriverError> {
     let mut info = vec![0u8; LOG_BYTES];
     let mut error = vec![0u8; LOG_BYTES];
@@ -224,8 +231,9 @@ pub fn load_module(ptx: &CStr) -> Result<LoadedModule, DriverError> {
             format!("JIT error log: {}", one_line(&error_log))
         };
         return Err(DriverError {
-            what: format!("cuModuleLoadDataEx ({log})"),
+            what: "cuModuleLoadDataEx".into(),
             code,
+            log,
         });
     }
     Ok(LoadedModule { raw, info_log })

@@ -1,0 +1,858 @@
+//! The main K loop of a GEMM-shaped kernel, found in its SASS, and the instruction mix of
+//! one K stage as executed.
+//!
+//! 1. **Control-flow graph.** Basic blocks start at the function entry, at every direct
+//!    branch target and after every branch or `EXIT`; edges follow [`Flow`].
+//! 2. **Natural loops.** Dominators by the iterative algorithm of Cooper, Harvey and
+//!    Kennedy ("A Simple, Fast Dominance Algorithm", 2001); an edge `u → h` where `h`
+//!    dominates `u` is a back edge; the loop of header `h` is `h` plus every block that
+//!    reaches a back edge's source without passing `h` (back edges to one header make one
+//!    loop). Loop `A` is nested in `B` when `A`'s blocks are a strict subset of `B`'s.
+//! 3. **Main loop `L`.** The loop holding the most FFMA *in its own body* (its blocks minus
+//!    those of loops nested in it). Counting the own body picks the innermost loop that
+//!    does the arithmetic: an outer stage loop whose FFMA all sit in an inner loop owns
+//!    none, and a partially unrolled loop beats its remainder loop. A tie between two
+//!    loops is refused as ambiguous; a function whose loops own no FFMA has no main loop.
+//! 4. **Accumulators and k-steps.** An FFMA of `L` is an *accumulator chain head* when its
+//!    addend register is not written earlier in `L`'s body (in address order from the
+//!    header): the value comes from the previous iteration. Their number `A` is the
+//!    thread tile (M×N outputs per thread); `L` runs `F_L / A` k-steps per iteration
+//!    (`F_L` = FFMA in `L`); a k-step is one rank-1 update of the thread tile.
+//! 5. **Stage loop `S`.** A K stage is what happens between two refills of the shared
+//!    tiles, so `S` is the innermost loop containing `L` whose own body (outside `L`) holds
+//!    a barrier (`BAR`); if there is none, `S = L`. When `S = L`, one stage is one
+//!    iteration of `L`. When `L` is nested in `S`, `L` runs `T` times per stage, where
+//!    `T = K / (F_L / A)` and `K` is the one constant that the compares (`ISETP`/`UISETP`
+//!    with an immediate) deciding `L`'s exit test (traced back from the guard predicates
+//!    of the branches that leave `L` or return to its header): the assumption is that the
+//!    loop counter counts k-steps up to the stage depth. No such unique constant (or one
+//!    that `F_L / A` does not divide) is refused.
+//! 6. **Stage mix.** Every instruction of `S`'s body counted once, those of `L` (and of
+//!    loops nested in `L`) `T` times: the steady state, where both sides of a branch
+//!    inside the stage count (e.g. the prefetch that the last stage skips). Other loops in
+//!    `S` count as one iteration.
+//!
+//! This is a static count; nothing here ran on a GPU.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::sass::{Flow, Instruction, SassFunction};
+
+/// A basic block: instructions `start..end` (indices into the function's instructions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// First instruction index.
+    pub start: usize,
+    /// One past the last instruction index.
+    pub end: usize,
+    /// Successor block indices.
+    pub successors: Vec<usize>,
+}
+
+/// The control-flow graph of one function.
+#[derive(Clone, Debug)]
+pub struct Cfg {
+    /// Blocks in address order; block 0 is the entry.
+    pub blocks: Vec<Block>,
+    /// `true` if an indirect branch (`BRX`) hides some edges.
+    pub has_indirect_branch: bool,
+}
+
+/// Builds the CFG of `instructions` (address order, as printed).
+pub fn build_cfg(instructions: &[Instruction]) -> Cfg {
+    let index_of = |address: u64| {
+        instructions
+            .binary_search_by_key(&address, |i| i.address)
+            .ok()
+    };
+    let mut leaders = BTreeSet::new();
+    if !instructions.is_empty() {
+        leaders.insert(0);
+    }
+    let mut has_indirect_branch = false;
+    for (k, ins) in instructions.iter().enumerate() {
+        match ins.flow() {
+            Flow::Next => {}
+            Flow::Branch { target, .. } => {
+                if let Some(t) = index_of(target) {
+                    leaders.insert(t);
+                }
+                leaders.insert(k + 1);
+            }
+            Flow::Indirect => {
+                has_indirect_branch = true;
+                leaders.insert(k + 1);
+            }
+            Flow::Stop => {
+                leaders.insert(k + 1);
+            }
+        }
+    }
+    let starts: Vec<usize> = leaders
+        .into_iter()
+        .filter(|&s| s < instructions.len())
+        .collect();
+    let block_of = |k: usize| starts.partition_point(|&s| s <= k) - 1;
+    let mut blocks = Vec::with_capacity(starts.len());
+    for (b, &start) in starts.iter().enumerate() {
+        let end = starts.get(b + 1).copied().unwrap_or(instructions.len());
+        let last = &instructions[end - 1];
+        let mut successors = Vec::new();
+        let fall = |s: &mut Vec<usize>| {
+            if end < instructions.len() {
+                s.push(b + 1);
+            }
+        };
+        match last.flow() {
+            Flow::Next => fall(&mut successors),
+            Flow::Branch {
+                target,
+                falls_through,
+            } => {
+                if let Some(t) = index_of(target) {
+                    successors.push(block_of(t));
+                }
+                if falls_through {
+                    fall(&mut successors);
+                }
+            }
+            Flow::Indirect | Flow::Stop => {}
+        }
+        successors.dedup();
+        blocks.push(Block {
+            start,
+            end,
+            successors,
+        });
+    }
+    Cfg {
+        blocks,
+        has_indirect_branch,
+    }
+}
+
+/// Immediate dominators (`None` for the entry and for unreachable blocks).
+fn immediate_dominators(cfg: &Cfg) -> Vec<Option<usize>> {
+    let n = cfg.blocks.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Reverse post-order from the entry, iteratively.
+    let mut order = Vec::with_capacity(n);
+    let mut seen = vec![false; n];
+    let mut stack = vec![(0usize, 0usize)];
+    seen[0] = true;
+    while let Some((b, next)) = stack.pop() {
+        if let Some(&s) = cfg.blocks[b].successors.get(next) {
+            stack.push((b, next + 1));
+            if !seen[s] {
+                seen[s] = true;
+                stack.push((s, 0));
+            }
+        } else {
+            order.push(b);
+        }
+    }
+    order.reverse();
+    let mut rpo = vec![usize::MAX; n];
+    for (k, &b) in order.iter().enumerate() {
+        rpo[b] = k;
+    }
+    let mut predecessors = vec![Vec::new(); n];
+    for (b, block) in cfg.blocks.iter().enumerate() {
+        for &s in &block.successors {
+            predecessors[s].push(b);
+        }
+    }
+    let mut idom: Vec<Option<usize>> = vec![None; n];
+    idom[0] = Some(0);
+    let intersect = |idom: &[Option<usize>], mut a: usize, mut b: usize| {
+        while a != b {
+            while rpo[a] > rpo[b] {
+                a = idom[a].unwrap_or(0);
+            }
+            while rpo[b] > rpo[a] {
+                b = idom[b].unwrap_or(0);
+            }
+        }
+        a
+    };
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for &b in order.iter().skip(1) {
+            let mut new: Option<usize> = None;
+            for &p in &predecessors[b] {
+                if idom[p].is_none() {
+                    continue;
+                }
+                new = Some(match new {
+                    None => p,
+                    Some(q) => intersect(&idom, p, q),
+                });
+            }
+            if new.is_some() && idom[b] != new {
+                idom[b] = new;
+                changed = true;
+            }
+        }
+    }
+    idom[0] = None;
+    idom
+}
+
+fn dominates(idom: &[Option<usize>], a: usize, mut b: usize) -> bool {
+    loop {
+        if a == b {
+            return true;
+        }
+        match idom[b] {
+            Some(p) => b = p,
+            None => return false,
+        }
+    }
+}
+
+/// A natural loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loop {
+    /// Header block.
+    pub header: usize,
+    /// Blocks of the loop (header included), ascending.
+    pub blocks: BTreeSet<usize>,
+    /// Index (in the loop list) of the smallest loop strictly containing this one.
+    pub parent: Option<usize>,
+}
+
+/// The natural loops of `cfg`, outermost first (larger bodies before smaller).
+pub fn natural_loops(cfg: &Cfg) -> Vec<Loop> {
+    let idom = immediate_dominators(cfg);
+    let mut bodies: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    let mut predecessors = vec![Vec::new(); cfg.blocks.len()];
+    for (b, block) in cfg.blocks.iter().enumerate() {
+        for &s in &block.successors {
+            predecessors[s].push(b);
+        }
+    }
+    for (u, block) in cfg.blocks.iter().enumerate() {
+        let reachable = u == 0 || idom[u].is_some();
+        for &h in &block.successors {
+            if !reachable || !dominates(&idom, h, u) {
+                continue;
+            }
+            let body = bodies.entry(h).or_insert_with(|| BTreeSet::from([h]));
+            let mut work = vec![u];
+            while let Some(x) = work.pop() {
+                if body.insert(x) {
+                    work.extend(predecessors[x].iter().copied());
+                }
+            }
+        }
+    }
+    let mut loops: Vec<Loop> = bodies
+        .into_iter()
+        .map(|(header, blocks)| Loop {
+            header,
+            blocks,
+            parent: None,
+        })
+        .collect();
+    loops.sort_by_key(|l| (std::cmp::Reverse(l.blocks.len()), l.header));
+    for i in 0..loops.len() {
+        loops[i].parent = (0..i).rev().find(|&j| {
+            loops[j].blocks.len() > loops[i].blocks.len()
+                && loops[i].blocks.is_subset(&loops[j].blocks)
+        });
+    }
+    loops
+}
+
+/// Instruction counts of one K stage (or any region), by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mix {
+    /// All instructions.
+    pub instructions: u64,
+    /// `FFMA`.
+    pub ffma: u64,
+    /// Shared-memory loads by width in bits (`LDS`).
+    pub shared_loads: BTreeMap<u32, u64>,
+    /// Shared-memory stores by width in bits (`STS`).
+    pub shared_stores: BTreeMap<u32, u64>,
+    /// Global loads by kind and width: `LDG.128`, `LD.32` (generic), `LDGSTS.128`.
+    pub global_loads: BTreeMap<String, u64>,
+    /// Barriers (`BAR`).
+    pub barriers: u64,
+    /// Local-memory loads (`LDL`).
+    pub local_loads: u64,
+    /// Local-memory stores (`STL`).
+    pub local_stores: u64,
+    /// Bytes moved by `LDL` and `STL` per thread.
+    pub local_bytes: u64,
+}
+
+impl Mix {
+    /// Adds `times` executions of `ins`.
+    pub fn add(&mut self, ins: &Instruction, times: u64) {
+        self.instructions += times;
+        let width = ins.width_bits();
+        match ins.base() {
+            "FFMA" => self.ffma += times,
+            "LDS" => *self.shared_loads.entry(width).or_default() += times,
+            "STS" => *self.shared_stores.entry(width).or_default() += times,
+            kind @ ("LDG" | "LD" | "LDGSTS") => {
+                *self
+                    .global_loads
+                    .entry(format!("{kind}.{width}"))
+                    .or_default() += times;
+            }
+            "BAR" => self.barriers += times,
+            "LDL" => {
+                self.local_loads += times;
+                self.local_bytes += times * u64::from(width / 8);
+            }
+            "STL" => {
+                self.local_stores += times;
+                self.local_bytes += times * u64::from(width / 8);
+            }
+            _ => {}
+        }
+    }
+
+    /// Shared-memory loads (instructions).
+    pub fn shared_load_count(&self) -> u64 {
+        self.shared_loads.values().sum()
+    }
+
+    /// Shared-memory stores (instructions).
+    pub fn shared_store_count(&self) -> u64 {
+        self.shared_stores.values().sum()
+    }
+
+    /// Bytes one thread loads from shared memory: Σ count × width / 8.
+    pub fn shared_load_bytes(&self) -> u64 {
+        self.shared_loads
+            .iter()
+            .map(|(w, n)| n * u64::from(w / 8))
+            .sum()
+    }
+
+    /// `LDGSTS` (asynchronous global → shared copies), all widths.
+    pub fn async_copies(&self) -> u64 {
+        self.global_loads
+            .iter()
+            .filter(|(k, _)| k.starts_with("LDGSTS."))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// FFMA / instructions.
+    pub fn ffma_density(&self) -> f64 {
+        ratio(self.ffma, self.instructions)
+    }
+
+    /// FFMA per byte loaded from shared memory (per thread).
+    pub fn ffma_per_shared_byte(&self) -> Option<f64> {
+        let bytes = self.shared_load_bytes();
+        (bytes > 0).then(|| self.ffma as f64 / bytes as f64)
+    }
+
+    /// FFMA per shared-memory load instruction.
+    pub fn ffma_per_shared_load(&self) -> Option<f64> {
+        let loads = self.shared_load_count();
+        (loads > 0).then(|| self.ffma as f64 / loads as f64)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// The main loop of a function and its stage.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MainLoop {
+    /// Byte address of `L`'s header and of its last instruction.
+    pub loop_span: (u64, u64),
+    /// Byte address span of the stage loop `S` (equal to `loop_span` when `S = L`).
+    pub stage_span: (u64, u64),
+    /// FFMA in one iteration of `L`.
+    pub ffma_per_iteration: u64,
+    /// Accumulator chain heads in `L` (the thread tile, M×N).
+    pub accumulators: u64,
+    /// k-steps per iteration of `L` (`ffma_per_iteration / accumulators`).
+    pub k_steps_per_iteration: u64,
+    /// Iterations of `L` per stage (1 when `S = L`).
+    pub iterations_per_stage: u64,
+    /// k-steps per stage (the stage depth).
+    pub k_steps_per_stage: u64,
+    /// One stage as executed.
+    pub stage: Mix,
+}
+
+/// What the loop finder concluded for one function.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// A main loop and its stage.
+    Main(MainLoop),
+    /// No loop owns an FFMA (row norms, demo kernels): nothing GEMM-shaped to report.
+    NoFfmaLoop,
+    /// The finder cannot decide; the message says why.
+    Refused(String),
+}
+
+/// Blocks of `l` minus those of loops nested in it.
+fn own_blocks(loops: &[Loop], l: usize) -> BTreeSet<usize> {
+    let mut own = loops[l].blocks.clone();
+    for (k, other) in loops.iter().enumerate() {
+        if k != l && other.parent == Some(l) {
+            own.retain(|b| !other.blocks.contains(b));
+        }
+    }
+    own
+}
+
+/// Register name of an operand (`R12`, `-R12`, `|R3|`, `R44.reuse`), `None` for
+/// anything that is not a general register (`RZ`, immediates, constants).
+fn register(operand: &str) -> Option<&str> {
+    let o = operand
+        .trim_start_matches(['-', '|', '!'])
+        .trim_end_matches('|');
+    let o = o.split('.').next()?;
+    (o.starts_with('R') && o != "RZ" && o[1..].chars().all(|c| c.is_ascii_digit()) && o.len() > 1)
+        .then_some(o)
+}
+
+/// Register numbers an instruction writes: its first operand when that is a register
+/// (SASS puts destinations first), widened to consecutive registers for 64- and 128-bit
+/// loads and `.WIDE` integer products.
+fn destinations(ins: &Instruction) -> std::ops::Range<u32> {
+    let none = 0..0;
+    if matches!(
+        ins.base(),
+        "STS" | "STG" | "ST" | "STL" | "BAR" | "BRA" | "EXIT" | "LDGSTS" | "RED" | "ATOM"
+    ) {
+        return none;
+    }
+    let Some(first) = ins.operands.first().and_then(|o| register(o)) else {
+        return none;
+    };
+    let Ok(n) = first[1..].parse::<u32>() else {
+        return none;
+    };
+    let count = if ins.base().starts_with("LD") {
+        (ins.width_bits() / 32).max(1)
+    } else if ins.opcode.split('.').any(|m| m == "WIDE") {
+        2
+    } else {
+        1
+    };
+    n..n + count
+}
+
+fn span(instructions: &[Instruction], cfg: &Cfg, blocks: &BTreeSet<usize>) -> (u64, u64) {
+    let first = blocks
+        .iter()
+        .map(|&b| cfg.blocks[b].start)
+        .min()
+        .unwrap_or(0);
+    let last = blocks
+        .iter()
+        .map(|&b| cfg.blocks[b].end - 1)
+        .max()
+        .unwrap_or(0);
+    (instructions[first].address, instructions[last].address)
+}
+
+/// Instruction indices of `blocks`, in address order starting at `header`'s block (the
+/// order one iteration runs them in a loop laid out header-first).
+fn iteration_order(cfg: &Cfg, blocks: &BTreeSet<usize>, header: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = blocks.iter().copied().filter(|&b| b >= header).collect();
+    order.extend(blocks.iter().copied().filter(|&b| b < header));
+    order
+        .into_iter()
+        .flat_map(|b| cfg.blocks[b].start..cfg.blocks[b].end)
+        .collect()
+}
+
+/// Finds the main loop of `f` and counts one stage (see the module docs).
+pub fn analyse(f: &SassFunction) -> Verdict {
+    let ins = &f.instructions;
+    let cfg = build_cfg(ins);
+    let loops = natural_loops(&cfg);
+    let ffma_in = |blocks: &BTreeSet<usize>| -> u64 {
+        blocks
+            .iter()
+            .flat_map(|&b| &ins[cfg.blocks[b].start..cfg.blocks[b].end])
+            .filter(|i| i.base() == "FFMA")
+            .count() as u64
+    };
+    let own: Vec<u64> = (0..loops.len())
+        .map(|l| ffma_in(&own_blocks(&loops, l)))
+        .collect();
+    let Some(best) = own.iter().copied().max().filter(|&m| m > 0) else {
+        return Verdict::NoFfmaLoop;
+    };
+    let winners: Vec<usize> = (0..loops.len()).filter(|&l| own[l] == best).collect();
+    if winners.len() > 1 {
+        let spans: Vec<String> = winners
+            .iter()
+            .map(|&l| {
+                let (a, b) = span(ins, &cfg, &loops[l].blocks);
+                format!("{a:#x}..{b:#x}")
+            })
+            .collect();
+        return Verdict::Refused(format!(
+            "ambiguous main loop: loops {} each hold {best} FFMA",
+            spans.join(", ")
+        ));
+    }
+    let main = winners[0];
+    let main_blocks = &loops[main].blocks;
+    let loop_span = span(ins, &cfg, main_blocks);
+
+    // Accumulator chain heads: FFMA whose addend was not written earlier in the iteration.
+    let mut written: BTreeSet<u32> = BTreeSet::new();
+    let mut accumulators = 0u64;
+    let mut ffma_per_iteration = 0u64;
+    for k in iteration_order(&cfg, main_blocks, loops[main].header) {
+        let i = &ins[k];
+        if i.base() == "FFMA" {
+            ffma_per_iteration += 1;
+            let addend = i.operands.get(3).and_then(|o| register(o));
+            if let Some(n) = addend.and_then(|r| r[1..].parse::<u32>().ok())
+                && !written.contains(&n)
+            {
+                accumulators += 1;
+            }
+        }
+        written.extend(destinations(i));
+    }
+    let at = |s: (u64, u64)| format!("{:#x}..{:#x}", s.0, s.1);
+    if accumulators == 0 {
+        return Verdict::Refused(format!(
+            "main loop {} has {ffma_per_iteration} FFMA but no accumulator (every addend is \
+             computed in the iteration), so no k-step can be defined",
+            at(loop_span)
+        ));
+    }
+    if !ffma_per_iteration.is_multiple_of(accumulators) {
+        return Verdict::Refused(format!(
+            "main loop {}: {ffma_per_iteration} FFMA per iteration is not a multiple of its \
+             {accumulators} accumulators, so it does not run whole k-steps",
+            at(loop_span)
+        ));
+    }
+    let k_steps_per_iteration = ffma_per_iteration / accumulators;
+
+    // Stage loop: the innermost loop containing L whose own body holds a barrier.
+    let has_barrier = |l: usize| {
+        own_blocks(&loops, l)
+            .iter()
+            .flat_map(|&b| &ins[cfg.blocks[b].start..cfg.blocks[b].end])
+            .any(|i| i.base() == "BAR")
+    };
+    let mut stage_loop = main;
+    let mut cursor = Some(main);
+    while let Some(l) = cursor {
+        if has_barrier(l) {
+            stage_loop = l;
+            break;
+        }
+        cursor = loops[l].parent;
+    }
+    let iterations_per_stage = if stage_loop == main {
+        1
+    } else {
+        match stage_constant(ins, &cfg, main_blocks, loops[main].header) {
+            Ok(depth) if depth.is_multiple_of(k_steps_per_iteration) && depth > 0 => {
+                depth / k_steps_per_iteration
+            }
+            Ok(depth) => {
+                return Verdict::Refused(format!(
+                    "main loop {} runs {k_steps_per_iteration} k-steps per iteration, which \
+                     does not divide the constant {depth} its exit compares against",
+                    at(loop_span)
+                ));
+            }
+            Err(found) => {
+                return Verdict::Refused(format!(
+                    "main loop {} is nested in the stage loop {} and its trip count is not \
+                     static: its exit is decided by {found}, not by one constant",
+                    at(loop_span),
+                    at(span(ins, &cfg, &loops[stage_loop].blocks))
+                ));
+            }
+        }
+    };
+    let mut stage = Mix::default();
+    for &b in &loops[stage_loop].blocks {
+        let times = if main_blocks.contains(&b) {
+            iterations_per_stage
+        } else {
+            1
+        };
+        for i in &ins[cfg.blocks[b].start..cfg.blocks[b].end] {
+            stage.add(i, times);
+        }
+    }
+    Verdict::Main(MainLoop {
+        loop_span,
+        stage_span: span(ins, &cfg, &loops[stage_loop].blocks),
+        ffma_per_iteration,
+        accumulators,
+        k_steps_per_iteration,
+        iterations_per_stage,
+        k_steps_per_stage: k_steps_per_iteration * iterations_per_stage,
+        stage,
+    })
+}
+
+/// Predicate register name of an operand (`P1`, `!UP0`), `None` for `PT`/`UPT` and
+/// anything else.
+fn predicate(operand: &str) -> Option<&str> {
+    let p = operand.trim().trim_start_matches('!');
+    let digits = p.strip_prefix("UP").or_else(|| p.strip_prefix('P'))?;
+    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then_some(p)
+}
+
+/// The loop bound: the one immediate tested by the compares (`ISETP`/`UISETP`) that decide
+/// whether the loop of header `header` goes on. Those are found by following, backwards
+/// through one iteration, the guard predicate of every conditional branch that leaves the
+/// loop or returns to its header, through the instructions that write it (`PLOP3`,
+/// chained compares, `.EX` halves); compares elsewhere in the body (bounds checks) do not
+/// count. `Err` describes what was found instead.
+fn stage_constant(
+    ins: &[Instruction],
+    cfg: &Cfg,
+    blocks: &BTreeSet<usize>,
+    header: usize,
+) -> Result<u64, String> {
+    let order = iteration_order(cfg, blocks, header);
+    let header_address = ins[cfg.blocks[header].start].address;
+    let inside = |address: u64| {
+        blocks.iter().any(|&b| {
+            ins[cfg.blocks[b].start].address <= address
+                && address <= ins[cfg.blocks[b].end - 1].address
+        })
+    };
+    let mut constants = BTreeSet::new();
+    let mut non_constant = 0;
+    for (pos, &k) in order.iter().enumerate() {
+        let branch = &ins[k];
+        let Some(target) = branch.branch_target() else {
+            continue;
+        };
+        let Some(guard) = branch.guard.as_deref().and_then(predicate) else {
+            continue;
+        };
+        if target != header_address && inside(target) {
+            continue;
+        }
+        // Walk back from the branch; each tracked predicate's nearest writer decides it.
+        let mut tracked: BTreeSet<String> = BTreeSet::from([guard.to_string()]);
+        for &j in order[..pos].iter().rev() {
+            let i = &ins[j];
+            let Some(dest) = i.operands.first().and_then(|o| predicate(o)) else {
+                continue;
+            };
+            if !tracked.remove(dest) {
+                continue;
+            }
+            // Predicate sources (after the destination): chained `.AND P0` inputs, PLOP3
+            // inputs, the `.EX` half's low-half result.
+            for o in &i.operands[1..] {
+                if let Some(p) = predicate(o) {
+                    tracked.insert(p.to_string());
+                }
+            }
+            let is_compare = matches!(i.base(), "ISETP" | "UISETP");
+            let high_half = i.opcode.split('.').any(|m| m == "EX");
+            if is_compare && !high_half {
+                let immediate = i.operands.iter().find_map(|o| {
+                    let o = o.trim();
+                    o.strip_prefix("0x")
+                        .and_then(|h| u64::from_str_radix(h, 16).ok())
+                        .or_else(|| o.parse::<u64>().ok())
+                });
+                match immediate {
+                    Some(v) => {
+                        constants.insert(v);
+                    }
+                    None => non_constant += 1,
+                }
+            }
+            if tracked.is_empty() {
+                break;
+            }
+        }
+    }
+    match (constants.len(), non_constant) {
+        (1, 0) => Ok(*constants.first().unwrap_or(&0)),
+        (0, 0) => Err("no compare".into()),
+        _ => Err(format!(
+            "{non_constant} compare(s) against a register or parameter and the constants \
+             {constants:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ptx::sass::parse_listing;
+
+    /// Hand-written listings; the expectations below are counted by hand from them.
+    const FIXTURES: &str = include_str!("sass_fixtures/loops.sass");
+
+    fn function(name: &str) -> SassFunction {
+        parse_listing(FIXTURES)
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("fixture {name} missing"))
+    }
+
+    fn main_loop(name: &str) -> MainLoop {
+        match analyse(&function(name)) {
+            Verdict::Main(m) => m,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cfg_and_loops_of_a_nested_kernel() {
+        let f = function("nested_stage");
+        let cfg = build_cfg(&f.instructions);
+        assert!(!cfg.has_indirect_branch);
+        let loops = natural_loops(&cfg);
+        // The stage loop and the inner loop; the `BRA self` spin after EXIT is unreachable
+        // and not a loop.
+        assert_eq!(loops.len(), 2, "{loops:?}");
+        assert_eq!(loops[0].parent, None);
+        assert_eq!(loops[1].parent, Some(0));
+        assert!(loops[1].blocks.is_subset(&loops[0].blocks));
+        let header = |l: &Loop| f.instructions[cfg.blocks[l.header].start].address;
+        assert_eq!((header(&loops[0]), header(&loops[1])), (0x50, 0xe0));
+    }
+
+    #[test]
+    fn flat_stage_loop_is_one_stage_per_iteration() {
+        let m = main_loop("flat_stage");
+        assert_eq!(m.loop_span, (0x40, 0x250));
+        assert_eq!(m.stage_span, m.loop_span);
+        assert_eq!(
+            (
+                m.ffma_per_iteration,
+                m.accumulators,
+                m.k_steps_per_iteration,
+                m.iterations_per_stage,
+                m.k_steps_per_stage
+            ),
+            (16, 4, 4, 1, 4)
+        );
+        let s = &m.stage;
+        assert_eq!((s.instructions, s.ffma, s.barriers), (34, 16, 2));
+        assert_eq!(s.shared_loads, BTreeMap::from([(64, 8)]));
+        assert_eq!(s.shared_stores, BTreeMap::from([(128, 2)]));
+        assert_eq!(s.global_loads, BTreeMap::from([("LDG.128".to_string(), 2)]));
+        assert_eq!(s.shared_load_bytes(), 64);
+        assert_eq!(s.ffma_per_shared_byte(), Some(0.25));
+        assert_eq!(s.ffma_per_shared_load(), Some(2.0));
+        assert_eq!(s.local_loads + s.local_stores, 0);
+    }
+
+    #[test]
+    fn nested_loop_counts_the_inner_loop_trip_times() {
+        let m = main_loop("nested_stage");
+        assert_eq!(m.loop_span, (0xe0, 0x240));
+        assert_eq!(m.stage_span, (0x50, 0x260));
+        // 8 FFMA, 4 chain heads (the renamed R20 → R12 chain counts once): 2 k-steps per
+        // iteration; the exit compares against 8: 4 iterations per stage.
+        assert_eq!(
+            (
+                m.ffma_per_iteration,
+                m.accumulators,
+                m.k_steps_per_iteration,
+                m.iterations_per_stage,
+                m.k_steps_per_stage
+            ),
+            (8, 4, 2, 4, 8)
+        );
+        // The bounds-check compare in the inner loop (against a parameter) does not decide
+        // the exit and does not disturb the trip count.
+        // 11 stage-loop instructions (both sides of the prefetch branch) + 4 × 23.
+        let s = &m.stage;
+        assert_eq!((s.instructions, s.ffma, s.barriers), (103, 32, 2));
+        assert_eq!(s.shared_loads, BTreeMap::from([(32, 32)]));
+        assert_eq!(s.shared_stores, BTreeMap::from([(32, 2)]));
+        assert_eq!(s.global_loads, BTreeMap::from([("LD.32".to_string(), 2)]));
+        assert!((s.ffma_density() - 32.0 / 103.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn partially_unrolled_loop_beats_its_remainder() {
+        let m = main_loop("unrolled_with_remainder");
+        assert_eq!(m.loop_span, (0x50, 0x180));
+        assert_eq!(
+            m.stage_span, m.loop_span,
+            "no barrier: one iteration is the stage"
+        );
+        assert_eq!(
+            (m.ffma_per_iteration, m.accumulators, m.k_steps_per_stage),
+            (8, 2, 4)
+        );
+        let s = &m.stage;
+        assert_eq!((s.instructions, s.ffma, s.barriers), (20, 8, 0));
+        assert_eq!(
+            s.global_loads,
+            BTreeMap::from([("LDG.32".to_string(), 4), ("LDG.64".to_string(), 4)])
+        );
+        assert!(s.shared_loads.is_empty() && s.ffma_per_shared_byte().is_none());
+    }
+
+    #[test]
+    fn refuses_ambiguous_and_dynamic_loops_with_the_reason() {
+        let Verdict::Refused(m) = analyse(&function("two_equal_loops")) else {
+            panic!("two equal loops must be refused");
+        };
+        assert!(m.contains("ambiguous"), "{m}");
+        assert!(m.contains("0x10..0x60") && m.contains("0x70..0xc0"), "{m}");
+
+        let Verdict::Refused(m) = analyse(&function("nested_dynamic_trip")) else {
+            panic!("a trip count read from a parameter must be refused");
+        };
+        assert!(
+            m.contains("0xe0..0x240") && m.contains("0x50..0x260"),
+            "{m}"
+        );
+        assert!(
+            m.contains("1 compare(s) against a register or parameter"),
+            "{m}"
+        );
+        assert!(m.contains("not static"), "{m}");
+    }
+
+    #[test]
+    fn kernels_without_an_ffma_loop_are_reported_as_such() {
+        assert_eq!(analyse(&function("straight_line")), Verdict::NoFfmaLoop);
+        let empty = SassFunction::default();
+        assert_eq!(analyse(&empty), Verdict::NoFfmaLoop);
+    }
+
+    #[test]
+    fn predicates_are_named() {
+        assert_eq!(predicate("!UP0"), Some("UP0"));
+        assert_eq!(predicate("P3"), Some("P3"));
+        for not in ["PT", "UPT", "R3", "0x10", "P"] {
+            assert_eq!(predicate(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn operands_name_registers_only() {
+        assert_eq!(register("R44.reuse"), Some("R44"));
+        assert_eq!(register("-R3"), Some("R3"));
+        assert_eq!(register("|R7|"), Some("R7"));
+        for not in ["RZ", "R", "0x10", "c[0x0][0x160]", "UR4", "P0", "[R2.64]"] {
+            assert_eq!(register(not), None, "{not}");
+        }
+    }
+}
