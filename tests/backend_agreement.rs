@@ -136,6 +136,122 @@ backend_tests!(
     72
 );
 
+// The exact PTX module the CUDA backend embeds, run by the PTX interpreter with the CUDA
+// backend's own parameter packing (backend/abi.rs). Building the PTX needs the nightly
+// toolchain with rust-src (`scripts/setup-ptx-tools`); without it the tests say why they
+// skipped. Shapes up to 72: two 64-wide tiles with a ragged edge.
+backend_tests!(
+    ptx,
+    ptx_shared::shared(KernelChoice::default()),
+    64,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+// Every other rung of the kernel ladder and split-K, on the PTX interpreter.
+backend_tests!(
+    ptx_base,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Base,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_unrolled,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Unrolled,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_micro8,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Micro8,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_dbuf,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Dbuf,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_split_k,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Ldg,
+        split_k: SplitK::Force(3)
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+
+/// One PTX build and parse for the whole test binary.
+mod ptx_shared {
+    use std::sync::{Arc, OnceLock};
+
+    use lsoftmax::backend::{KernelChoice, PtxBackend};
+    use lsoftmax::{Backend, Grads, Margin, Mode, RowCache};
+    use ndarray::{Array2, ArrayView2};
+
+    /// The shared module, launching `choice`'s kernels.
+    pub fn shared(choice: KernelChoice) -> Result<Box<dyn Backend>, String> {
+        static SHARED: OnceLock<Result<Arc<PtxBackend>, String>> = OnceLock::new();
+        match SHARED.get_or_init(|| PtxBackend::new().map(Arc::new).map_err(|e| e.to_string())) {
+            Ok(b) => Ok(Box::new(Shared(Arc::new(b.with_choice(choice))))),
+            // CI sets LSOFTMAX_REQUIRE_PTX=1 after installing the tools: there, a PTX
+            // that does not build is a failure, not a skip.
+            Err(reason) if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_some() => {
+                panic!("LSOFTMAX_REQUIRE_PTX is set and the ptx backend failed: {reason}")
+            }
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+
+    struct Shared(Arc<PtxBackend>);
+
+    impl Backend for Shared {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+
+        fn forward(
+            &self,
+            x: ArrayView2<f32>,
+            w: ArrayView2<f32>,
+            labels: &[usize],
+            margin: Margin,
+            mode: Mode,
+        ) -> lsoftmax::Result<(Array2<f32>, RowCache)> {
+            self.0.forward(x, w, labels, margin, mode)
+        }
+
+        fn backward(
+            &self,
+            x: ArrayView2<f32>,
+            w: ArrayView2<f32>,
+            labels: &[usize],
+            cache: &RowCache,
+            dout: ArrayView2<f32>,
+        ) -> lsoftmax::Result<Grads> {
+            self.0.backward(x, w, labels, cache, dout)
+        }
+    }
+}
+
 // Multi-tile shapes (up to 200: four 64-wide tiles with a ragged edge) on the real GPU.
 // Without a driver or device (`Error::BackendUnavailable`) the constructor's error is the
 // skip reason, and a skipped run verifies nothing on a GPU; with LSOFTMAX_REQUIRE_CUDA=1

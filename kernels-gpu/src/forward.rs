@@ -194,7 +194,7 @@ fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
 
 kernel! {
     /// Rung (a) of [`margin_forward`]: 64×64 tile, 4×4 thread tile, stage unrolled by
-    /// construction, 128-bit shared loads (see `gemm_wide`).
+    /// construction, 128-bit shared loads (`gemm_wide.rs`).
     pub fn margin_forward_unrolled(
         p: ForwardParams,
         x: Global<f32>,
