@@ -62,7 +62,7 @@ macro_rules! backend_tests {
             #[test]
             fn one_by_one_by_one() {
                 if let Some(b) = backend() {
-                    for margin in [lsoftmax::Margin::plain(), lsoftmax::Margin::simplified(0.5).unwrap(), lsoftmax::Margin::lsoftmax(4, 0.0).unwrap()] {
+                    for margin in [lsoftmax::Margin::plain(), lsoftmax::Margin::simplified(0.5).unwrap(), lsoftmax::Margin::lsoftmax(4, 0.0).unwrap(), lsoftmax::Margin::sphereface(4, 0.0).unwrap(), lsoftmax::Margin::cosface(8.0, 0.35).unwrap(), lsoftmax::Margin::arcface(8.0, 0.5).unwrap(), lsoftmax::Margin::combined(8.0, 1.2, 0.3, 0.1).unwrap()] {
                         for mode in [lsoftmax::Mode::Train, lsoftmax::Mode::Infer] {
                             let case = Case {
                                 x: ndarray::arr2(&[[0.75f32]]),

@@ -10,7 +10,9 @@
 //! (`device::{Global, GlobalMut}`) is `.param .align 8 .b8 p[16]` holding
 //! `{u64 device address, u64 element count}`.
 
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, SplitKParams};
+use kernels_gpu::params::{
+    ForwardParams, GradParams, RowNormsParams, RowScaleParams, SplitKParams,
+};
 
 use crate::error::{Error, Result};
 use crate::ptxsim::ParamDecl;
@@ -83,7 +85,17 @@ impl ParamStruct for ForwardParams {
             self.m,
             self.k.to_bits(),
             self.beta.to_bits(),
+            self.s.to_bits(),
+            self.m1.to_bits(),
+            self.m2.to_bits(),
+            self.m3.to_bits(),
         ]
+    }
+}
+
+impl ParamStruct for RowScaleParams {
+    fn words(&self) -> Vec<u32> {
+        vec![self.rows, self.d, self.factor.to_bits()]
     }
 }
 
@@ -109,7 +121,8 @@ impl ParamStruct for SplitKParams {
 
 // The serialisations above list every field: a field added to a struct changes its size
 // and fails here at compile time until `words` lists it too.
-const _: () = assert!(std::mem::size_of::<ForwardParams>() == 8 * 4);
+const _: () = assert!(std::mem::size_of::<ForwardParams>() == 12 * 4);
+const _: () = assert!(std::mem::size_of::<RowScaleParams>() == 3 * 4);
 const _: () = assert!(std::mem::size_of::<RowNormsParams>() == 3 * 4);
 const _: () = assert!(std::mem::size_of::<GradParams>() == 3 * 4);
 const _: () = assert!(std::mem::size_of::<SplitKParams>() == 5 * 4);
@@ -239,7 +252,61 @@ pub struct ForwardViews {
 /// kernel-side twin of [`super::launch::needs_row_norms`]).
 pub fn reads_norms(p: &ForwardParams) -> bool {
     use kernels_gpu::params::{KernelMode, MarginKind};
-    p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train
+    (p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train) || p.margin.is_normalised()
+}
+
+/// Buffers of `row_scale` (`out = factor·v/‖v‖` per row) and `row_project` (its backward,
+/// `dv` from `dv_scaled`).
+#[derive(Clone, Copy, Debug)]
+pub struct RowScaleViews {
+    /// rows×D input rows.
+    pub v: View,
+    /// rows f64 norms.
+    pub norms: View,
+    /// rows×D gradient of the scaled rows (`row_project` only; else [`View::EMPTY`]).
+    pub dv_scaled: View,
+    /// rows×D output.
+    pub out: View,
+}
+
+/// `row_scale(params, v, norms, out)`, lengths checked against the parameters.
+pub fn row_scale_args(p: &RowScaleParams, v: &RowScaleViews) -> Result<Vec<Arg>> {
+    let (r, d) = (u64::from(p.rows), u64::from(p.d));
+    check_lengths(
+        kernels_gpu::params::ROW_SCALE_KERNEL,
+        &[
+            ("v", v.v.len, r * d),
+            ("norms", v.norms.len, r),
+            ("out", v.out.len, r * d),
+        ],
+    )?;
+    Ok(vec![
+        Arg::params(p),
+        Arg::view("v", v.v),
+        Arg::view("norms", v.norms),
+        Arg::view("out", v.out),
+    ])
+}
+
+/// `row_project(params, v, norms, dv_scaled, dv)`, lengths checked against the parameters.
+pub fn row_project_args(p: &RowScaleParams, v: &RowScaleViews) -> Result<Vec<Arg>> {
+    let (r, d) = (u64::from(p.rows), u64::from(p.d));
+    check_lengths(
+        kernels_gpu::params::ROW_PROJECT_KERNEL,
+        &[
+            ("v", v.v.len, r * d),
+            ("norms", v.norms.len, r),
+            ("dv_scaled", v.dv_scaled.len, r * d),
+            ("dv", v.out.len, r * d),
+        ],
+    )?;
+    Ok(vec![
+        Arg::params(p),
+        Arg::view("v", v.v),
+        Arg::view("norms", v.norms),
+        Arg::view("dv_scaled", v.dv_scaled),
+        Arg::view("dv", v.out),
+    ])
 }
 
 /// `margin_forward(params, x, w, labels, x_norms, w_norms, out, p, alpha_scale,
@@ -487,11 +554,34 @@ mod tests {
             m: 4,
             k: 0.5,
             beta: 2.0,
+            s: 30.0,
+            m1: 1.5,
+            m2: 0.25,
+            m3: 0.125,
         };
         assert_eq!(
             p.words(),
-            [1, 2, 3, 2, 1, 4, 0.5f32.to_bits(), 2.0f32.to_bits()]
+            [
+                1,
+                2,
+                3,
+                2,
+                1,
+                4,
+                0.5f32.to_bits(),
+                2.0f32.to_bits(),
+                30.0f32.to_bits(),
+                1.5f32.to_bits(),
+                0.25f32.to_bits(),
+                0.125f32.to_bits()
+            ]
         );
+        let r = RowScaleParams {
+            rows: 7,
+            d: 5,
+            factor: 30.0,
+        };
+        assert_eq!(r.words(), [7, 5, 30.0f32.to_bits()]);
     }
 
     #[test]

@@ -45,7 +45,7 @@ use super::abi;
 use super::flops::MarginKernel;
 use super::launch::{
     InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
-    needs_row_norms, row_norms_plan, weight_grad_launch,
+    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
@@ -188,6 +188,11 @@ struct Buffers {
     g: Slot<f32>,
     dx: Slot<f32>,
     dw: Slot<f32>,
+    /// The normalised margins' operands `X̃`, `Ŵ` and their gradients `dX̃`, `dŴ`.
+    x_scaled: Slot<f32>,
+    w_scaled: Slot<f32>,
+    dx_scaled: Slot<f32>,
+    dw_scaled: Slot<f32>,
     /// Split-K partial sums of the input gradient.
     partial: Slot<f32>,
     /// Host staging of the labels as the kernels' `u32`.
@@ -691,8 +696,98 @@ fn run_forward(
         fv.x_norms = Some(x_norms);
         fv.w_norms = Some(w_norms);
     }
+    if fwd.params.margin.is_normalised() {
+        let (x_norms, w_norms) = match (&fv.x_norms, &fv.w_norms) {
+            (Some(xn), Some(wn)) => (xn.index(..), wn.index(..)),
+            _ => return Err(backend_error("normalised margin without row norms".into())),
+        };
+        let x_scale = feature_scale(&fwd.params);
+        (fv.x, fv.w) = normalised_operands(state, x_scale, &fv.x, &fv.w, &x_norms, &w_norms)?;
+    }
     launch_forward(state, fwd, &fv)?;
     Ok(fv)
+}
+
+/// `Some(S)` for the kinds that rescale the rows of X (CosFace, ArcFace, combined).
+fn feature_scale(p: &ForwardParams) -> Option<f32> {
+    use kernels_gpu::params::MarginKind;
+    matches!(
+        p.margin,
+        MarginKind::CosFace | MarginKind::ArcFace | MarginKind::Combined
+    )
+    .then_some(p.s)
+}
+
+/// `X̃` (`S·x_i/‖x_i‖` if `x_scale` is given, else `x` itself) and `Ŵ = w_j/‖w_j‖` by the
+/// `row_scale` kernel.
+fn normalised_operands(
+    state: &mut State,
+    x_scale: Option<f32>,
+    x: &DeviceSlice<f32>,
+    w: &DeviceSlice<f32>,
+    x_norms: &DeviceSlice<f64>,
+    w_norms: &DeviceSlice<f64>,
+) -> Result<(DeviceSlice<f32>, DeviceSlice<f32>)> {
+    let xt = match x_scale {
+        Some(s) => {
+            let out = state.buffers.x_scaled.region(x.len(), "x_scaled")?;
+            launch_row_scale(state, x, x_norms, s, &out)?;
+            out
+        }
+        None => x.index(..),
+    };
+    let wt = state.buffers.w_scaled.region(w.len(), "w_scaled")?;
+    launch_row_scale(state, w, w_norms, 1.0, &wt)?;
+    Ok((xt, wt))
+}
+
+/// `out_i = factor·v_i/‖v_i‖` (the `row_scale` kernel) for the `norms.len()` rows of `v`.
+fn launch_row_scale(
+    state: &mut State,
+    v: &DeviceSlice<f32>,
+    norms: &DeviceSlice<f64>,
+    factor: f32,
+    out: &DeviceSlice<f32>,
+) -> Result<()> {
+    let rows = norms.len();
+    let d = v.len().checked_div(rows).unwrap_or(0);
+    let launch = row_scale_plan(rows, d, factor)?;
+    let views = abi::RowScaleViews {
+        v: view(v),
+        norms: view(norms),
+        dv_scaled: abi::View::EMPTY,
+        out: view(out),
+    };
+    launch_args(
+        state,
+        &launch.plan,
+        &abi::row_scale_args(&launch.params, &views)?,
+    )
+}
+
+/// `dv_i = (factor/‖v_i‖)·(dṽ_i − (v̂_i·dṽ_i)·v̂_i)` (the `row_project` kernel).
+fn launch_row_project(
+    state: &mut State,
+    v: &DeviceSlice<f32>,
+    norms: &DeviceSlice<f64>,
+    factor: f32,
+    dv_scaled: &DeviceSlice<f32>,
+    dv: &DeviceSlice<f32>,
+) -> Result<()> {
+    let rows = norms.len();
+    let d = v.len().checked_div(rows).unwrap_or(0);
+    let launch = row_project_plan(rows, d, factor)?;
+    let views = abi::RowScaleViews {
+        v: view(v),
+        norms: view(norms),
+        dv_scaled: view(dv_scaled),
+        out: view(dv),
+    };
+    launch_args(
+        state,
+        &launch.plan,
+        &abi::row_project_args(&launch.params, &views)?,
+    )
 }
 
 fn launch_forward(
@@ -878,6 +973,16 @@ impl Backend for CudaBackend {
                 download(region, &mut out, "out")?;
             }
             let mut cache = RowCache::plain(n);
+            if let (true, Some(xn), Some(wn)) = (margin.is_normalised(), &fv.x_norms, &fv.w_norms) {
+                let mut norms = crate::layer::Normalisation {
+                    x_norms: vec![0.0; n],
+                    w_norms: vec![0.0; c],
+                    x_scale: margin.feature_scale(),
+                };
+                download(xn, &mut norms.x_norms, "x_norms")?;
+                download(wn, &mut norms.w_norms, "w_norms")?;
+                cache.normalisation = Some(norms);
+            }
             download(&fv.p, &mut cache.p, "p")?;
             download(&fv.alpha_scale, &mut cache.alpha_scale, "alpha_scale")?;
             download(&fv.gamma_scale, &mut cache.gamma_scale, "gamma_scale")?;
@@ -917,12 +1022,23 @@ impl Backend for CudaBackend {
                 )));
             }
         }
+        if let Some(nm) = cache
+            .normalisation
+            .as_ref()
+            .filter(|nm| nm.x_norms.len() != n || nm.w_norms.len() != c)
+        {
+            return Err(Error::Shape(format!(
+                "row cache norms have {} and {} entries but x has {n} rows and w {c}",
+                nm.x_norms.len(),
+                nm.w_norms.len()
+            )));
+        }
         let ig = input_grad_launch(n, d, c, self.choice)?;
         let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
         self.with_state(|state| {
             let mut scratch = Vec::new();
             let b = &mut state.buffers;
-            let fv = ForwardViews {
+            let mut fv = ForwardViews {
                 x: b.x.upload(row_major(&x, &mut scratch), "x")?,
                 w: b.w.upload(row_major(&w, &mut scratch), "w")?,
                 labels: upload_labels(b, labels)?,
@@ -936,9 +1052,32 @@ impl Backend for CudaBackend {
             let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
             let dx = b.dx.region(n * d, "dx")?;
             let dw = b.dw.region(c * d, "dw")?;
-            let partial = split_scratch(state, &ig)?;
-            launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?;
-            launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+            match &cache.normalisation {
+                None => {
+                    let partial = split_scratch(state, &ig)?;
+                    launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?;
+                    launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+                }
+                Some(nm) => {
+                    // GEMMs on X̃, Ŵ into dX̃, dŴ, then the projections into dX, dW.
+                    let b = &mut state.buffers;
+                    let xn = b.x_norms.upload(&nm.x_norms, "x_norms")?;
+                    let wn = b.w_norms.upload(&nm.w_norms, "w_norms")?;
+                    let dxs = b.dx_scaled.region(n * d, "dx_scaled")?;
+                    let dws = b.dw_scaled.region(c * d, "dw_scaled")?;
+                    let (x_raw, w_raw) = (fv.x.index(..), fv.w.index(..));
+                    (fv.x, fv.w) =
+                        normalised_operands(state, nm.x_scale, &x_raw, &w_raw, &xn, &wn)?;
+                    let dx_target = if nm.x_scale.is_some() { &dxs } else { &dx };
+                    let partial = split_scratch(state, &ig)?;
+                    launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), dx_target)?;
+                    launch_weight_grad(state, &wg, &g, &fv, &dws)?;
+                    if let Some(s) = nm.x_scale {
+                        launch_row_project(state, &x_raw, &xn, s, &dxs, &dx)?;
+                    }
+                    launch_row_project(state, &w_raw, &wn, 1.0, &dws, &dw)?;
+                }
+            }
             driver::stream_synchronize(
                 state.stream.as_inner().cast(),
                 "running the gradient kernels",

@@ -18,10 +18,10 @@ use super::Backend;
 use super::abi::{self, Arg, ForwardViews, GradViews, RowNormsViews, SplitKViews, View};
 use super::launch::{
     InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
-    needs_row_norms, row_norms_plan, weight_grad_launch,
+    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
-use crate::layer::{Grads, RowCache};
+use crate::layer::{Grads, Normalisation, RowCache};
 use crate::margin::{Margin, Mode};
 use crate::ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 
@@ -232,12 +232,81 @@ fn download(sim: &Simulator, v: View, what: &str) -> Result<Vec<f32>> {
         .ok_or_else(|| backend_error(format!("{what}: no device buffer of {} floats", v.len)))
 }
 
+fn download_f64(sim: &Simulator, v: View, what: &str) -> Result<Vec<f64>> {
+    let bytes = sim
+        .memory
+        .read(v.addr, 8 * v.len as usize)
+        .ok_or_else(|| backend_error(format!("{what}: no device buffer of {} f64", v.len)))?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+fn upload_f64(sim: &mut Simulator, name: &str, values: &[f64]) -> View {
+    View {
+        addr: sim
+            .memory
+            .alloc(name, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        len: values.len() as u64,
+    }
+}
+
 fn matrix(data: Vec<f32>, rows: usize, cols: usize, what: &str) -> Result<Array2<f32>> {
     Array2::from_shape_vec((rows, cols), data)
         .map_err(|e| backend_error(format!("{what} of {rows}x{cols}: {e}")))
 }
 
 impl PtxBackend {
+    /// `factor·v_i/‖v_i‖` for the `rows` rows of `v` (the `row_scale` kernel).
+    #[allow(clippy::too_many_arguments)]
+    fn scale_rows(
+        &self,
+        sim: &mut Simulator,
+        name: &str,
+        v: View,
+        norms: View,
+        rows: usize,
+        d: usize,
+        factor: f32,
+    ) -> Result<View> {
+        let l = row_scale_plan(rows, d, factor)?;
+        let out = output(sim, name, rows * d, 4);
+        let views = abi::RowScaleViews {
+            v,
+            norms,
+            dv_scaled: View::EMPTY,
+            out,
+        };
+        self.launch(sim, &l.plan, &abi::row_scale_args(&l.params, &views)?)?;
+        Ok(out)
+    }
+
+    /// The backward of [`Self::scale_rows`] (the `row_project` kernel).
+    #[allow(clippy::too_many_arguments)]
+    fn project_rows(
+        &self,
+        sim: &mut Simulator,
+        name: &str,
+        v: View,
+        norms: View,
+        dv_scaled: View,
+        rows: usize,
+        d: usize,
+        factor: f32,
+    ) -> Result<View> {
+        let l = row_project_plan(rows, d, factor)?;
+        let out = output(sim, name, rows * d, 4);
+        let views = abi::RowScaleViews {
+            v,
+            norms,
+            dv_scaled,
+            out,
+        };
+        self.launch(sim, &l.plan, &abi::row_project_args(&l.params, &views)?)?;
+        Ok(out)
+    }
+
     fn run_row_norms(
         &self,
         sim: &mut Simulator,
@@ -307,6 +376,18 @@ impl Backend for PtxBackend {
             // Never read by the other margins: no memory, so any read is a fault.
             (View::EMPTY, View::EMPTY)
         };
+        // The normalised margins multiply X̃ = S·x/‖x‖ (SphereFace: X) and Ŵ = w/‖w‖.
+        let x_scale = margin.feature_scale();
+        let (xv, wv) = if margin.is_normalised() {
+            let xt = match x_scale {
+                Some(s) => self.scale_rows(&mut sim, "x_scaled", xv, x_norms, n, d, s)?,
+                None => xv,
+            };
+            let wt = self.scale_rows(&mut sim, "w_scaled", wv, w_norms, c, d, 1.0)?;
+            (xt, wt)
+        } else {
+            (xv, wv)
+        };
         let views = ForwardViews {
             x: xv,
             w: wv,
@@ -323,6 +404,15 @@ impl Backend for PtxBackend {
             p: download(&sim, views.p, "p")?,
             alpha_scale: download(&sim, views.alpha_scale, "alpha_scale")?,
             gamma_scale: download(&sim, views.gamma_scale, "gamma_scale")?,
+            normalisation: if margin.is_normalised() {
+                Some(Normalisation {
+                    x_norms: download_f64(&sim, x_norms, "x_norms")?,
+                    w_norms: download_f64(&sim, w_norms, "w_norms")?,
+                    x_scale,
+                })
+            } else {
+                None
+            },
         };
         let out = matrix(download(&sim, views.out, "out")?, n, c, "out")?;
         Ok((out, cache))
@@ -351,9 +441,39 @@ impl Backend for PtxBackend {
         }
         let ig = input_grad_launch(n, d, c, self.choice)?;
         let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
+        if let Some(nm) = cache
+            .normalisation
+            .as_ref()
+            .filter(|nm| nm.x_norms.len() != n || nm.w_norms.len() != c)
+        {
+            return Err(Error::Shape(format!(
+                "row cache norms have {} and {} entries but x has {n} rows and w {c}",
+                nm.x_norms.len(),
+                nm.w_norms.len()
+            )));
+        }
         let mut sim = self.simulator();
-        let xv = upload(&mut sim, "x", x);
-        let wv = upload(&mut sim, "w", w);
+        let x_raw = upload(&mut sim, "x", x);
+        let w_raw = upload(&mut sim, "w", w);
+        // Normalised margins: the GEMMs run on X̃, Ŵ rebuilt from the cached norms, and
+        // their gradients are projected back below.
+        let norms = cache.normalisation.as_ref().map(|nm| {
+            (
+                upload_f64(&mut sim, "x_norms", &nm.x_norms),
+                upload_f64(&mut sim, "w_norms", &nm.w_norms),
+                nm.x_scale,
+            )
+        });
+        let (xv, wv) = match norms {
+            Some((xn, wn, x_scale)) => (
+                match x_scale {
+                    Some(s) => self.scale_rows(&mut sim, "x_scaled", x_raw, xn, n, d, s)?,
+                    None => x_raw,
+                },
+                self.scale_rows(&mut sim, "w_scaled", w_raw, wn, c, d, 1.0)?,
+            ),
+            None => (x_raw, w_raw),
+        };
         let gv = upload(&mut sim, "dout", dout);
         let labels = upload_labels(&mut sim, labels, c)?;
         let vec1 = |sim: &mut Simulator, name: &str, v: &[f32]| View {
@@ -403,6 +523,16 @@ impl Backend for PtxBackend {
             ..common
         };
         self.run_grad(&mut sim, &wg, &wviews, false)?;
+        let (dx, dw) = match norms {
+            Some((xn, wn, x_scale)) => (
+                match x_scale {
+                    Some(s) => self.project_rows(&mut sim, "dx", x_raw, xn, dx, n, d, s)?,
+                    None => dx,
+                },
+                self.project_rows(&mut sim, "dw", w_raw, wn, dw, c, d, 1.0)?,
+            ),
+            None => (dx, dw),
+        };
         Ok(Grads {
             dx: matrix(download(&sim, dx, "dx")?, n, d, "dx")?,
             dw: matrix(download(&sim, dw, "dw")?, c, d, "dw")?,

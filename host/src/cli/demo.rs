@@ -184,6 +184,11 @@ fn kernel_check_cases() -> Vec<(Margin, Mode)> {
     }
     v.extend(Margin::lsoftmax(4, 1.0).map(|m| (m, Mode::Train)));
     v.extend(Margin::lsoftmax(4, 0.0).map(|m| (m, Mode::Infer)));
+    v.extend(Margin::sphereface(4, 0.0).map(|m| (m, Mode::Train)));
+    v.extend(Margin::cosface(16.0, 0.2).map(|m| (m, Mode::Train)));
+    v.extend(Margin::arcface(8.0, 0.5).map(|m| (m, Mode::Train)));
+    v.extend(Margin::combined(8.0, 1.35, 0.25, 0.1).map(|m| (m, Mode::Train)));
+    v.extend(Margin::arcface(8.0, 0.5).map(|m| (m, Mode::Infer)));
     v
 }
 
