@@ -409,16 +409,21 @@ fn planted_changed_constant_fails() {
 #[test]
 fn planted_abi_mismatches_fail() {
     let Some(text) = module_text() else { return };
-    // The PTX declares a 28-byte parameter struct where the host packs 32 bytes.
+    // The PTX declares a parameter struct 4 bytes smaller than the one the host packs.
+    let size = std::mem::size_of::<lsoftmax::kernels::params::ForwardParams>();
     let planted = edit_entry(&text, "margin_forward", |e| {
-        e.replace("margin_forward_param_0[32]", "margin_forward_param_0[28]")
+        e.replace(
+            &format!("margin_forward_param_0[{size}]"),
+            &format!("margin_forward_param_0[{}]", size - 4),
+        )
     });
     let b = PtxBackend::from_ptx(&planted, "planted")
         .unwrap()
         .with_kernels(base());
     let e = agrees(&b).unwrap_err();
     assert!(
-        e.contains("argument 0 (params) is 32 bytes") && e.contains("28 bytes"),
+        e.contains(&format!("argument 0 (params) is {size} bytes"))
+            && e.contains(&format!("{} bytes", size - 4)),
         "{e}"
     );
     // One parameter fewer in the PTX (the last view dropped).
