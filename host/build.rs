@@ -16,10 +16,6 @@ use std::path::{Path, PathBuf};
 #[path = "src/ptx/compile.rs"]
 mod compile;
 
-/// Architecture of the embedded PTX: the lowest one the project checks with ptxas, so the
-/// driver can JIT the module on every later GPU. `LSOFTMAX_PTX_ARCH=sm_90` overrides it.
-const DEFAULT_ARCH: &str = "sm_70";
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
@@ -48,7 +44,8 @@ fn build() -> Result<(), String> {
     println!("cargo:rerun-if-env-changed=LSOFTMAX_PTX_ARCH");
     println!("cargo:rerun-if-env-changed={}", compile::NIGHTLY_ENV);
 
-    let arch = std::env::var("LSOFTMAX_PTX_ARCH").unwrap_or_else(|_| DEFAULT_ARCH.to_string());
+    // The same architecture the `ptx` backend interprets (`LSOFTMAX_PTX_ARCH` overrides).
+    let arch = compile::embedded_arch();
     let target_dir = compile::cargo_target_dir(&out_dir).join("nvptx");
     let ptx = compile::build_ptx(&compile::PtxBuild {
         kernels_dir,

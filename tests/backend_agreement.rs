@@ -62,7 +62,7 @@ macro_rules! backend_tests {
             #[test]
             fn one_by_one_by_one() {
                 if let Some(b) = backend() {
-                    for margin in [lsoftmax::Margin::plain(), lsoftmax::Margin::simplified(0.5).unwrap(), lsoftmax::Margin::lsoftmax(4, 0.0).unwrap()] {
+                    for margin in [lsoftmax::Margin::plain(), lsoftmax::Margin::simplified(0.5).unwrap(), lsoftmax::Margin::lsoftmax(4, 0.0).unwrap(), lsoftmax::Margin::sphereface(4, 0.0).unwrap(), lsoftmax::Margin::cosface(8.0, 0.35).unwrap(), lsoftmax::Margin::arcface(8.0, 0.5).unwrap(), lsoftmax::Margin::combined(8.0, 1.2, 0.3, 0.1).unwrap()] {
                         for mode in [lsoftmax::Mode::Train, lsoftmax::Mode::Infer] {
                             let case = Case {
                                 x: ndarray::arr2(&[[0.75f32]]),
@@ -135,6 +135,129 @@ backend_tests!(
     32,
     72
 );
+
+// The exact PTX module the CUDA backend embeds, run by the PTX interpreter with the CUDA
+// backend's own parameter packing (backend/abi.rs). Building the PTX needs the nightly
+// toolchain with rust-src (`scripts/setup-ptx-tools`); without it the tests say why they
+// skipped. Shapes up to 72: two 64-wide tiles with a ragged edge.
+backend_tests!(
+    ptx,
+    ptx_shared::shared(KernelChoice::default()),
+    64,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+// Every other rung of the kernel ladder and split-K, on the PTX interpreter.
+backend_tests!(
+    ptx_base,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Base,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_unrolled,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Unrolled,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_micro8,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Micro8,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_dbuf,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Dbuf,
+        split_k: SplitK::Off
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+backend_tests!(
+    ptx_split_k,
+    ptx_shared::shared(KernelChoice {
+        variant: KernelVariant::Ldg,
+        split_k: SplitK::Force(3)
+    }),
+    16,
+    72,
+    "ptx backend unavailable (needs the nightly toolchain: scripts/setup-ptx-tools)"
+);
+
+/// One PTX build and parse for the whole test binary.
+mod ptx_shared {
+    use std::sync::{Arc, OnceLock};
+
+    use lsoftmax::backend::{KernelChoice, PtxBackend};
+    use lsoftmax::{Backend, Grads, Margin, Mode, RowCache};
+    use ndarray::{Array2, ArrayView2};
+
+    /// The shared module, launching `choice`'s kernels.
+    pub fn shared(choice: KernelChoice) -> Result<Box<dyn Backend>, String> {
+        static SHARED: OnceLock<Result<Arc<PtxBackend>, String>> = OnceLock::new();
+        let made = SHARED.get_or_init(|| match PtxBackend::new() {
+            Ok(b) => Ok(Arc::new(b)),
+            // Only a missing toolchain skips; CI sets LSOFTMAX_REQUIRE_PTX=1 after
+            // installing the tools, where even that fails.
+            Err(e @ lsoftmax::Error::Toolchain { .. })
+                if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_none() =>
+            {
+                Err(e.to_string())
+            }
+            // A PTX the interpreter cannot parse or load is a failure, never a skip.
+            Err(e) => panic!("the ptx backend failed to start: {e}"),
+        });
+        match made {
+            Ok(b) => Ok(Box::new(Shared(Arc::new(b.with_choice(choice))))),
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+
+    struct Shared(Arc<PtxBackend>);
+
+    impl Backend for Shared {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+
+        fn forward(
+            &self,
+            x: ArrayView2<f32>,
+            w: ArrayView2<f32>,
+            labels: &[usize],
+            margin: Margin,
+            mode: Mode,
+        ) -> lsoftmax::Result<(Array2<f32>, RowCache)> {
+            self.0.forward(x, w, labels, margin, mode)
+        }
+
+        fn backward(
+            &self,
+            x: ArrayView2<f32>,
+            w: ArrayView2<f32>,
+            labels: &[usize],
+            cache: &RowCache,
+            dout: ArrayView2<f32>,
+        ) -> lsoftmax::Result<Grads> {
+            self.0.backward(x, w, labels, cache, dout)
+        }
+    }
+}
 
 // Multi-tile shapes (up to 200: four 64-wide tiles with a ragged edge) on the real GPU.
 // Without a driver or device (`Error::BackendUnavailable`) the constructor's error is the

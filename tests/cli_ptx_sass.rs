@@ -43,7 +43,7 @@ fn listing_report_is_labelled_static_and_saved_as_json() {
     assert!(flat.contains("0.80 (shared)"), "{flat}");
     let straight = out.lines().find(|l| l.contains("straight_line")).unwrap();
     assert!(straight.contains("no FFMA loop"), "{straight}");
-    let refused = out.lines().find(|l| l.contains("two_equal_loops")).unwrap();
+    let refused = out.lines().find(|l| l.contains("nested_tie")).unwrap();
     assert!(
         refused.contains("refused: ambiguous main loop"),
         "{refused}"
@@ -51,11 +51,13 @@ fn listing_report_is_labelled_static_and_saved_as_json() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = saved["sass"]["sm_80"].as_array().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
     assert_eq!(rows[0]["kernel"], "flat_stage");
     assert_eq!(rows[0]["main_loop"]["stage"]["instructions"], 34);
-    assert_eq!(rows[4]["kernel"], "two_equal_loops");
-    assert_eq!(rows[4]["status"], "refused");
+    assert_eq!(rows[4]["kernel"], "versioned_loops");
+    assert_eq!(rows[4]["main_loop"]["other_versions"][0]["instructions"], 8);
+    assert_eq!(rows[5]["kernel"], "nested_tie");
+    assert_eq!(rows[5]["status"], "refused");
 }
 
 #[test]

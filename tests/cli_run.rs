@@ -169,6 +169,11 @@ fn run_writes_outputs_equal_to_the_reference() {
             ("lsoftmax:m=2,beta=0.5", Mode::Train),
             ("simplified:k=0.5", Mode::Train),
             ("lsoftmax:m=4", Mode::Infer),
+            ("cosface:s=16,m=0.2", Mode::Train),
+            ("arcface:s=8,m=0.5", Mode::Train),
+            ("combined:s=8,m1=1.35,m2=0.25,m3=0.1", Mode::Train),
+            ("sphereface:m=4,beta=0.5", Mode::Train),
+            ("arcface:s=8,m=0.5", Mode::Infer),
         ] {
             let dir = Dir::new();
             let mut extra = vec!["--margin", spec, "--backend", backend];
@@ -391,6 +396,11 @@ fn bad_margin_specs_exit_2_naming_the_value() {
         ("simplified:k=0", "k = 0"),
         ("lsoftmax:m=5", "m = 5"),
         ("lsoftmax:m=2,beta=-1", "beta = -1"),
+        ("cosface:s=0,m=0.2", "s = 0"),
+        ("cosface:s=16,m=NaN", "m = NaN"),
+        ("arcface:s=8,m=4", "m = 4"),
+        ("combined:s=8,m1=1,m2=0.2", "needs m3"),
+        ("sphereface:m=6", "m = 6"),
     ] {
         expect_error(spec, |_| {}, &["--margin", spec], &[needle]);
     }

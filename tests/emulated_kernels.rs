@@ -53,6 +53,12 @@ fn all_margins() -> Vec<Margin> {
         v.push(Margin::lsoftmax(m, 0.0).unwrap());
     }
     v.push(Margin::lsoftmax(3, 2.5).unwrap());
+    v.extend([
+        Margin::sphereface(4, 0.0).unwrap(),
+        Margin::cosface(30.0, 0.35).unwrap(),
+        Margin::arcface(30.0, 0.5).unwrap(),
+        Margin::combined(16.0, 1.5, 0.2, 0.1).unwrap(),
+    ]);
     v
 }
 
@@ -124,6 +130,62 @@ fn run(
 
 fn bits(a: &Array2<f32>) -> Vec<u32> {
     a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Two runs give the same bits (no atomics, fixed summation order, γ reduced in order,
+/// the projection's dot product reduced by a fixed tree).
+#[test]
+fn normalised_margins_are_bitwise_reproducible() {
+    for margin in [
+        Margin::arcface(30.0, 0.5).unwrap(),
+        Margin::sphereface(3, 0.5).unwrap(),
+    ] {
+        let case = problem(70, 300, 67, margin, Mode::Train, 3);
+        let a = run(&EmulatedBackend, &case);
+        let b = run(&EmulatedBackend, &case);
+        assert_eq!(bits(&a.0), bits(&b.0), "{margin}: F differs between runs");
+        assert_eq!(bits(&a.2), bits(&b.2), "{margin}: dX differs between runs");
+        assert_eq!(bits(&a.3), bits(&b.3), "{margin}: dW differs between runs");
+    }
+}
+
+/// Zero rows of X and zero classes of W under the normalised margins: finite outputs,
+/// the documented conventions (zero logits; zero gradient through a zero row's
+/// normalisation), and agreement with the reference.
+#[test]
+fn normalised_margins_with_zero_rows_and_classes() {
+    for margin in [
+        Margin::cosface(30.0, 0.35).unwrap(),
+        Margin::arcface(30.0, 0.5).unwrap(),
+        Margin::combined(16.0, 1.5, 0.2, 0.1).unwrap(),
+        Margin::sphereface(4, 0.0).unwrap(),
+    ] {
+        let mut case = problem(9, 20, 5, margin, Mode::Train, 21);
+        case.x.row_mut(2).fill(0.0);
+        case.w.row_mut(case.labels[4]).fill(0.0);
+        let zero_class = case.labels[4];
+        for backend in [
+            &EmulatedBackend as &dyn Backend,
+            &lsoftmax::backend::CpuBackend,
+        ] {
+            if let Err(msg) = check_backend(backend, &case) {
+                panic!("{} {margin}: {msg}", backend.name());
+            }
+            let (f, _, dx, dw) = run(backend, &case);
+            assert!(
+                f.iter()
+                    .chain(dx.iter())
+                    .chain(dw.iter())
+                    .all(|v| v.is_finite())
+            );
+            assert!(f.column(zero_class).iter().all(|&v| v == 0.0), "{margin}");
+            assert!(dw.row(zero_class).iter().all(|&v| v == 0.0), "{margin}");
+            if margin.feature_scale().is_some() {
+                assert!(f.row(2).iter().all(|&v| v == 0.0), "{margin}");
+                assert!(dx.row(2).iter().all(|&v| v == 0.0), "{margin}");
+            }
+        }
+    }
 }
 
 /// Two runs give the same bits (no atomics, fixed summation order, γ reduced in order).

@@ -280,19 +280,27 @@ fn profile_runs_through_a_working_stand_in() {
     );
     // The stand-in's events report 1 ms whatever ran: only the shape of the report is
     // checked here.
+    assert!(stdout.starts_with("margin_forward"), "{stdout}");
     assert!(
-        stdout.contains("margin_forward on Stand-in GPU (works): N = 4, D = 3, C = 5"),
+        stdout.contains(" on Stand-in GPU (works): N = 4, D = 3, C = 5"),
         "{stdout}"
     );
+    assert!(stdout.contains(" us per launch (CUDA events)"), "{stdout}");
 }
 
 /// Runs the test `name` of this binary in a child process with the stand-in in `mode`
 /// (the driver's state is per process) and asserts that it passed.
 fn in_child(name: &str, mode: &str, log: Option<&Path>) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(MODE, mode)
-        .env(CHILD, "1");
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(MODE, mode)
+    .env(CHILD, "1");
     if let Some(log) = log {
         cmd.env("LSOFTMAX_STAND_IN_LOG", log);
     }
@@ -325,13 +333,16 @@ fn a_kernel_fault_is_reported_then_every_later_call_says_context_lost() {
 }
 
 #[test]
+#[ignore = "run in a child process by a_kernel_fault_is_reported_then_every_later_call_says_context_lost"]
 fn child_fault() {
     if !is_child() {
+        eprintln!("skipped: child_fault runs only as the child of its parent test");
         return;
     }
     let cuda = CudaBackend::new().unwrap();
     let (x, w, labels) = small_problem();
-    let margin = Margin::lsoftmax(2, 0.0).unwrap();
+    // One launch (no row norms): the stand-in faults it, the synchronisation reports it.
+    let margin = Margin::plain();
     let first = cuda
         .forward(x.view(), w.view(), &labels, margin, Mode::Train)
         .unwrap_err()
@@ -374,8 +385,10 @@ fn labels_are_checked_and_functions_looked_up_once() {
 }
 
 #[test]
+#[ignore = "run in a child process by labels_are_checked_and_functions_looked_up_once"]
 fn child_works() {
     if !is_child() {
+        eprintln!("skipped: child_works runs only as the child of its parent test");
         return;
     }
     let cuda = CudaBackend::new().unwrap();

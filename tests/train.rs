@@ -246,6 +246,10 @@ fn cli_trains_writes_outputs_and_reports_bad_input() {
     assert!(stdout.contains("simplified:k=0.5"), "{stdout}");
     assert!(dir.path().join("metrics.json").exists());
     assert!(dir.path().join("features.png").exists());
+    // The target-logit curves, a PNG of the documented size.
+    let png = std::fs::read(dir.path().join("target-logits.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[16..24], &[0, 0, 2, 128, 0, 0, 1, 144], "640x400");
 
     // `--backend cuda` depends on the machine: it trains with a device, exits 2 when CUDA
     // is unavailable (no feature, driver or device) and 1 when it fails to start.

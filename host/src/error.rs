@@ -14,6 +14,19 @@ pub enum Error {
     /// β negative, NaN or infinite.
     #[error("beta = {0} is out of range: beta must be finite and >= 0")]
     InvalidBeta(f64),
+    /// A parameter of a normalised margin (CosFace, ArcFace, combined, SphereFace) outside
+    /// its range.
+    #[error("{margin} parameter {name} = {value} is out of range: {range}")]
+    InvalidMarginParam {
+        /// `cosface`, `arcface`, `combined` or `sphereface`.
+        margin: &'static str,
+        /// The parameter (`s`, `m`, `m1`, `m2`, `m3`).
+        name: &'static str,
+        /// The value as given.
+        value: f64,
+        /// The admitted range, in words.
+        range: &'static str,
+    },
     /// A margin spec string (`plain`, `simplified:k=0.5`, `lsoftmax:m=2,beta=0.5`) that does not parse.
     #[error("margin spec {spec:?}: {reason}")]
     MarginSpec {

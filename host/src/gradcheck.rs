@@ -482,8 +482,16 @@ mod tests {
         for m in 1..=4 {
             for beta in [0.0, 0.7] {
                 v.push(Margin::lsoftmax(m, beta).unwrap());
+                v.push(Margin::sphereface(m, beta).unwrap());
             }
         }
+        v.extend([
+            Margin::cosface(4.0, 0.35).unwrap(),
+            Margin::arcface(4.0, 0.5).unwrap(),
+            Margin::arcface(2.0, 1.2).unwrap(),
+            Margin::combined(4.0, 1.0, 0.3, 0.2).unwrap(),
+            Margin::combined(3.0, 2.5, 0.4, 0.1).unwrap(),
+        ]);
         v
     }
 
@@ -630,6 +638,32 @@ mod tests {
         let r = gradcheck(&op, Mode::Infer, &inputs, Loss::Projection, &config).unwrap();
         assert!(r.passed());
         assert_eq!(r.inputs[0].skipped + r.inputs[1].skipped, 0);
+    }
+
+    #[test]
+    fn points_straddling_the_arcface_jump_are_skipped_and_counted() {
+        // Row 0 sits 1e-9 rad past θ = π − M, where ArcFace's target jumps; a step of 1e-6
+        // in x_0 or in w_0's tangential coordinate crosses back. w_0's radial coordinate
+        // (w[0, 0]) does not move the angle and is checked.
+        let m = 0.5f32;
+        let alpha = std::f64::consts::PI - f64::from(m) + 1e-9;
+        let x = ndarray::array![[alpha.cos(), alpha.sin()], [0.3, -0.8]];
+        let w = ndarray::array![[1.0, 0.0], [0.2, 0.9]];
+        let labels = Array1::from(vec![0.0, 1.0]).into_dyn();
+        let inputs = vec![x.into_dyn(), w.into_dyn(), labels];
+        let op = MarginOperator::new(Margin::arcface(4.0, m).unwrap());
+        let config = Config::default();
+        let r = gradcheck(&op, Mode::Train, &inputs, Loss::Projection, &config).unwrap();
+        assert!(r.passed(), "{r}");
+        assert_eq!(r.inputs[0].skipped, 2, "x[0, *]: {r}");
+        assert_eq!(r.inputs[1].skipped, 1, "w[0, 1]: {r}");
+        assert_eq!(r.inputs[1].checked, 3);
+        let no_skip = Config {
+            skip_kinks: false,
+            ..config
+        };
+        let r = gradcheck(&op, Mode::Train, &inputs, Loss::Projection, &no_skip).unwrap();
+        assert!(!r.passed(), "the jump must show when not skipped: {r}");
     }
 
     #[test]

@@ -25,6 +25,24 @@ pub struct RowCache {
     pub alpha_scale: Vec<f32>,
     /// `q_i·a_i/b_{y_i}`: `γ_j = Σ_{i: y_i = j} G_{i,y_i}·gamma_scale[i]`.
     pub gamma_scale: Vec<f32>,
+    /// For the normalised margins (CosFace, ArcFace, combined, SphereFace): the norms the
+    /// operands were normalised with; `p`, `alpha_scale`, `gamma_scale` then refer to the
+    /// normalised operands `X̃`, `Ŵ`. `None` for the other margins.
+    pub normalisation: Option<Normalisation>,
+}
+
+/// How a normalised margin built its operands: `X̃ = S·x_i/‖x_i‖` (or `X̃ = X` for
+/// SphereFace) and `Ŵ = w_j/‖w_j‖`, rows of norm below `f32::MIN_POSITIVE` mapping to 0.
+/// Backward rebuilds `X̃`, `Ŵ` from these, runs the plain GEMM backward on them, and maps
+/// the gradients back with `dv = (f/‖v‖)·(dṽ − (v̂·dṽ)·v̂)`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Normalisation {
+    /// `‖x_i‖` (f64 sums of squares).
+    pub x_norms: Vec<f64>,
+    /// `‖w_j‖`.
+    pub w_norms: Vec<f64>,
+    /// `Some(S)` if the rows of `X` are rescaled to length `S`; `None` for SphereFace.
+    pub x_scale: Option<f32>,
 }
 
 impl RowCache {
@@ -34,6 +52,7 @@ impl RowCache {
             p: vec![1.0; n],
             alpha_scale: vec![0.0; n],
             gamma_scale: vec![0.0; n],
+            normalisation: None,
         }
     }
 }

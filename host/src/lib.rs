@@ -21,6 +21,7 @@ pub mod margin;
 pub mod npy_io;
 pub mod operator;
 pub mod ptx;
+pub mod ptxsim;
 pub mod reference;
 pub mod train;
 

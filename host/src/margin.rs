@@ -48,7 +48,57 @@ pub enum Margin {
         /// Blend toward the plain logit, `β >= 0` (annealed toward 0 during training).
         beta: f32,
     },
+    /// CosFace / AM-Softmax (Wang et al. 2018): with `c = cos θ_ij` of the normalised
+    /// vectors, `F_ij = S·c` for `j ≠ y_i` and `F_{i,y_i} = S·(c − M)`.
+    #[non_exhaustive]
+    CosFace {
+        /// Scale `S > 0`.
+        s: f32,
+        /// Additive cosine margin `M ∈ [0, 2]`.
+        m: f32,
+    },
+    /// ArcFace (Deng et al. 2019): `F_ij = S·cos θ_ij`, `F_{i,y_i} = S·cos(θ + M)` where
+    /// `cos θ > cos(π − M)`, else insightface's fallback `S·(cos θ − M·sin M)`; `cos θ` is
+    /// clamped to `1 − ε` above (`ε` = [`ANGLE_CLAMP`]). See `docs/math.md`.
+    #[non_exhaustive]
+    ArcFace {
+        /// Scale `S > 0`.
+        s: f32,
+        /// Additive angular margin `M ∈ [0, π)`.
+        m: f32,
+    },
+    /// insightface's combined margin: `F_{i,y_i} = S·(ψ(A·θ + B) − C)` with
+    /// `ψ(φ) = (−1)^k·cos φ − 2k` on `φ ∈ [kπ, (k+1)π]` (equal to `cos φ` on `[0, π]`, a
+    /// monotone extension beyond), non-targets `S·cos θ`; `cos θ` clamped to
+    /// `[−1 + ε, 1 − ε]`.
+    #[non_exhaustive]
+    Combined {
+        /// Scale `S > 0`.
+        s: f32,
+        /// Multiplicative angular margin `A ∈ (0, 4]`.
+        m1: f32,
+        /// Additive angular margin `B ∈ [0, π)`.
+        m2: f32,
+        /// Additive cosine margin `C ∈ [0, 2]`.
+        m3: f32,
+    },
+    /// SphereFace / A-Softmax (Liu et al. 2017): weights normalised, features not:
+    /// `F_ij = ‖x_i‖·cos θ_ij`, and the target is L-Softmax's `g` with `‖w‖ = 1`:
+    /// `(β·‖x‖·cos θ + ‖x‖·ψ(cos θ)) / (1 + β)`.
+    #[non_exhaustive]
+    SphereFace {
+        /// Angular margin `m ∈ 1..=4`.
+        m: u32,
+        /// Blend toward the plain logit, `β >= 0`.
+        beta: f32,
+    },
 }
+
+/// `ε` of the angular margins' clamp of `cos θ` (ArcFace: `cos θ ≤ 1 − ε`; combined:
+/// `|cos θ| ≤ 1 − ε`). There `dF/d cos θ`, which grows like `1/sin θ`, is at most about
+/// `A/√(2ε) ≈ 2236·A`; beyond the clamp the target logit is constant in `cos θ` and its
+/// derivative is exactly 0. The same constant as the kernels'.
+pub const ANGLE_CLAMP: f64 = kernels_gpu::margin_math::ANGLE_CLAMP;
 
 impl Margin {
     /// The plain layer, `g = z`.
@@ -74,16 +124,137 @@ impl Margin {
         Ok(Margin::LSoftmax { m, beta })
     }
 
-    /// The same L-Softmax margin with another β (as a schedule anneals it); other variants
-    /// are returned unchanged.
+    /// CosFace with scale `S > 0` (finite) and margin `M ∈ [0, 2]` (at `M = 2` the target
+    /// logit lies below every non-target logit at every angle).
+    pub fn cosface(s: f32, m: f32) -> Result<Self> {
+        check_scale("cosface", s)?;
+        check_range(
+            "cosface",
+            "m",
+            m,
+            0.0,
+            2.0,
+            "m must be finite and in [0, 2]",
+        )?;
+        Ok(Margin::CosFace { s, m })
+    }
+
+    /// ArcFace with scale `S > 0` and angular margin `M ∈ [0, π)`.
+    pub fn arcface(s: f32, m: f32) -> Result<Self> {
+        check_scale("arcface", s)?;
+        check_range(
+            "arcface",
+            "m",
+            m,
+            0.0,
+            std::f64::consts::PI,
+            "m must be finite and in [0, pi)",
+        )?;
+        if f64::from(m) >= std::f64::consts::PI {
+            return Err(Error::InvalidMarginParam {
+                margin: "arcface",
+                name: "m",
+                value: m.into(),
+                range: "m must be finite and in [0, pi)",
+            });
+        }
+        Ok(Margin::ArcFace { s, m })
+    }
+
+    /// The combined margin `S·(cos(A·θ + B) − C)` with `S > 0`, `A ∈ (0, 4]`,
+    /// `B ∈ [0, π)`, `C ∈ [0, 2]`.
+    pub fn combined(s: f32, m1: f32, m2: f32, m3: f32) -> Result<Self> {
+        check_scale("combined", s)?;
+        check_range(
+            "combined",
+            "m1",
+            m1,
+            0.0,
+            4.0,
+            "m1 must be finite and in (0, 4]",
+        )?;
+        if m1 <= 0.0 {
+            return Err(Error::InvalidMarginParam {
+                margin: "combined",
+                name: "m1",
+                value: m1.into(),
+                range: "m1 must be finite and in (0, 4]",
+            });
+        }
+        let pi = std::f64::consts::PI;
+        check_range(
+            "combined",
+            "m2",
+            m2,
+            0.0,
+            pi,
+            "m2 must be finite and in [0, pi)",
+        )?;
+        if f64::from(m2) >= pi {
+            return Err(Error::InvalidMarginParam {
+                margin: "combined",
+                name: "m2",
+                value: m2.into(),
+                range: "m2 must be finite and in [0, pi)",
+            });
+        }
+        check_range(
+            "combined",
+            "m3",
+            m3,
+            0.0,
+            2.0,
+            "m3 must be finite and in [0, 2]",
+        )?;
+        Ok(Margin::Combined { s, m1, m2, m3 })
+    }
+
+    /// SphereFace (A-Softmax) with margin `m ∈ 1..=4` and `β` finite and `>= 0`.
+    pub fn sphereface(m: u32, beta: f32) -> Result<Self> {
+        if !(1..=4).contains(&m) {
+            return Err(Error::InvalidM(m.into()));
+        }
+        check_beta(beta)?;
+        Ok(Margin::SphereFace { m, beta })
+    }
+
+    /// Whether the layer normalises its operands (CosFace, ArcFace, combined: both `x`
+    /// and `w`; SphereFace: `w` only). Then the logits depend on the norms everywhere,
+    /// not only at the target, also in inference mode.
+    pub fn is_normalised(&self) -> bool {
+        matches!(
+            self,
+            Margin::CosFace { .. }
+                | Margin::ArcFace { .. }
+                | Margin::Combined { .. }
+                | Margin::SphereFace { .. }
+        )
+    }
+
+    /// `S` for the margins that rescale `x_i` to length `S` (CosFace, ArcFace, combined);
+    /// `None` for the others (SphereFace keeps `‖x_i‖`).
+    pub fn feature_scale(&self) -> Option<f32> {
+        match *self {
+            Margin::CosFace { s, .. } | Margin::ArcFace { s, .. } | Margin::Combined { s, .. } => {
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// The same L-Softmax or SphereFace margin with another β (as a schedule anneals it);
+    /// other variants are returned unchanged.
     pub fn with_beta(self, beta: f32) -> Result<Self> {
         match self {
             Margin::LSoftmax { m, .. } => Margin::lsoftmax(m, beta),
+            Margin::SphereFace { m, .. } => Margin::sphereface(m, beta),
             other => Ok(other),
         }
     }
 
-    /// Parses `plain`, `simplified:k=0.5` or `lsoftmax:m=2,beta=0.5` (β defaults to 0).
+    /// Parses `plain`, `simplified:k=0.5`, `lsoftmax:m=2,beta=0.5` (β defaults to 0),
+    /// `cosface:s=30,m=0.35`, `arcface:s=30,m=0.5`, `combined:s=30,m1=1,m2=0.3,m3=0.2`,
+    /// `sphereface:m=4[,beta=B]`.
     pub fn parse(spec: &str) -> Result<Self> {
         let bad = |reason: &str| Error::MarginSpec {
             spec: spec.to_string(),
@@ -141,8 +312,61 @@ impl Margin {
                 check_beta_f64(beta)?;
                 Margin::lsoftmax(m as u32, beta as f32)
             }
+            "sphereface" => {
+                allow_only(&["m", "beta"])?;
+                let m = take("m")
+                    .ok_or_else(|| bad("sphereface needs m, e.g. sphereface:m=4,beta=0.5"))?;
+                if m.fract() != 0.0 || !m.is_finite() {
+                    return Err(bad(&format!("m must be an integer, found {m}")));
+                }
+                if !(1.0..=4.0).contains(&m) {
+                    return Err(Error::InvalidM(m as i64));
+                }
+                let beta = take("beta").unwrap_or(0.0);
+                check_beta_f64(beta)?;
+                Margin::sphereface(m as u32, beta as f32)
+            }
+            "cosface" | "arcface" => {
+                allow_only(&["s", "m"])?;
+                let example = if kind == "cosface" {
+                    "cosface:s=30,m=0.35"
+                } else {
+                    "arcface:s=30,m=0.5"
+                };
+                let s = take("s").ok_or_else(|| bad(&format!("{kind} needs s, e.g. {example}")))?;
+                let m = take("m").ok_or_else(|| bad(&format!("{kind} needs m, e.g. {example}")))?;
+                let name: &'static str = if kind == "cosface" {
+                    "cosface"
+                } else {
+                    "arcface"
+                };
+                let (s, m) = (to_f32(name, "s", s)?, to_f32(name, "m", m)?);
+                if kind == "cosface" {
+                    Margin::cosface(s, m)
+                } else {
+                    Margin::arcface(s, m)
+                }
+            }
+            "combined" => {
+                allow_only(&["s", "m1", "m2", "m3"])?;
+                let need = |name: &str| {
+                    take(name).ok_or_else(|| {
+                        bad(&format!(
+                            "combined needs {name}, e.g. combined:s=30,m1=1,m2=0.3,m3=0.2"
+                        ))
+                    })
+                };
+                let (s, m1, m2, m3) = (need("s")?, need("m1")?, need("m2")?, need("m3")?);
+                Margin::combined(
+                    to_f32("combined", "s", s)?,
+                    to_f32("combined", "m1", m1)?,
+                    to_f32("combined", "m2", m2)?,
+                    to_f32("combined", "m3", m3)?,
+                )
+            }
             _ => Err(bad(
-                "unknown margin kind (expected plain, simplified or lsoftmax)",
+                "unknown margin kind (expected plain, simplified, lsoftmax, cosface, arcface, \
+                 combined or sphereface)",
             )),
         }
     }
@@ -155,6 +379,12 @@ impl std::fmt::Display for Margin {
             Margin::Plain => write!(f, "plain"),
             Margin::Simplified { k } => write!(f, "simplified:k={k}"),
             Margin::LSoftmax { m, beta } => write!(f, "lsoftmax:m={m},beta={beta}"),
+            Margin::CosFace { s, m } => write!(f, "cosface:s={s},m={m}"),
+            Margin::ArcFace { s, m } => write!(f, "arcface:s={s},m={m}"),
+            Margin::Combined { s, m1, m2, m3 } => {
+                write!(f, "combined:s={s},m1={m1},m2={m2},m3={m3}")
+            }
+            Margin::SphereFace { m, beta } => write!(f, "sphereface:m={m},beta={beta}"),
         }
     }
 }
@@ -164,6 +394,58 @@ impl std::str::FromStr for Margin {
     fn from_str(s: &str) -> Result<Self> {
         Margin::parse(s)
     }
+}
+
+/// `S` finite and `> 0`.
+fn check_scale(margin: &'static str, s: f32) -> Result<()> {
+    if s.is_finite() && s > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidMarginParam {
+            margin,
+            name: "s",
+            value: s.into(),
+            range: "s must be finite and > 0",
+        })
+    }
+}
+
+/// `lo <= v <= hi`, finite.
+fn check_range(
+    margin: &'static str,
+    name: &'static str,
+    v: f32,
+    lo: f64,
+    hi: f64,
+    range: &'static str,
+) -> Result<()> {
+    let x = f64::from(v);
+    if v.is_finite() && x >= lo && x <= hi {
+        Ok(())
+    } else {
+        Err(Error::InvalidMarginParam {
+            margin,
+            name,
+            value: x,
+            range,
+        })
+    }
+}
+
+/// A parsed f64 as f32, refusing values that f32 turns into 0 or ∞ (`s=1e-50`, `s=1e40`)
+/// or NaN, so the error names the value the user wrote.
+fn to_f32(margin: &'static str, name: &'static str, v: f64) -> Result<f32> {
+    let f = v as f32;
+    let changed_kind = (v != 0.0 && f == 0.0) || (v.is_finite() && !f.is_finite());
+    if v.is_nan() || changed_kind {
+        return Err(Error::InvalidMarginParam {
+            margin,
+            name,
+            value: v,
+            range: "not representable as an f32 (it would round to 0 or overflow)",
+        });
+    }
+    Ok(f)
 }
 
 fn check_beta(beta: f32) -> Result<()> {
@@ -338,6 +620,80 @@ mod tests {
                 "{spec:?} gave {msg:?}, expected to mention {needle:?}"
             );
         }
+    }
+
+    #[test]
+    fn normalised_margins_parse_validate_and_round_trip() {
+        assert_eq!(
+            Margin::parse("cosface:s=30,m=0.35").unwrap(),
+            Margin::cosface(30.0, 0.35).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("arcface: m=0.5, s=64").unwrap(),
+            Margin::arcface(64.0, 0.5).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("combined:s=30,m1=1,m2=0.3,m3=0.2").unwrap(),
+            Margin::combined(30.0, 1.0, 0.3, 0.2).unwrap()
+        );
+        assert_eq!(
+            Margin::parse("sphereface:m=4").unwrap(),
+            Margin::sphereface(4, 0.0).unwrap()
+        );
+        for m in [
+            Margin::cosface(30.0, 0.35).unwrap(),
+            Margin::arcface(64.0, 0.5).unwrap(),
+            Margin::combined(30.0, 1.35, 0.25, 0.1).unwrap(),
+            Margin::sphereface(3, 7.5).unwrap(),
+        ] {
+            assert!(m.is_normalised());
+            assert_eq!(Margin::parse(&m.to_string()).unwrap(), m);
+        }
+        assert_eq!(
+            Margin::cosface(30.0, 0.3).unwrap().feature_scale(),
+            Some(30.0)
+        );
+        assert_eq!(Margin::sphereface(2, 0.0).unwrap().feature_scale(), None);
+        assert!(!Margin::lsoftmax(2, 0.0).unwrap().is_normalised());
+        // β annealing reaches SphereFace.
+        assert_eq!(
+            Margin::sphereface(4, 100.0)
+                .unwrap()
+                .with_beta(1.0)
+                .unwrap(),
+            Margin::sphereface(4, 1.0).unwrap()
+        );
+        let cases = [
+            ("cosface:s=0,m=0.35", "s = 0"),
+            ("cosface:s=-1,m=0.35", "s = -1"),
+            ("cosface:s=nan,m=0.35", "s = NaN"),
+            ("cosface:s=inf,m=0.35", "s = inf"),
+            ("cosface:s=1e40,m=0.35", "not representable"),
+            ("cosface:s=30,m=2.5", "m = 2.5"),
+            ("cosface:s=30,m=-0.1", "m = -0.1"),
+            ("cosface:s=30", "needs m"),
+            ("cosface:m=0.3", "needs s"),
+            ("arcface:s=30,m=3.2", "m = 3.2"),
+            ("arcface:s=30,m=NaN", "m = NaN"),
+            ("arcface:s=30,m=0.5,k=1", "unknown parameter \"k\""),
+            ("combined:s=30,m1=0,m2=0.3,m3=0.2", "m1 = 0"),
+            ("combined:s=30,m1=5,m2=0.3,m3=0.2", "m1 = 5"),
+            ("combined:s=30,m1=1,m2=4,m3=0.2", "m2 = 4"),
+            ("combined:s=30,m1=1,m2=0.3,m3=3", "m3 = 3"),
+            ("combined:s=30,m1=1,m2=0.3", "needs m3"),
+            ("sphereface:m=5", "m = 5"),
+            ("sphereface:m=1.5", "integer"),
+            ("sphereface:m=2,beta=-1", "beta = -1"),
+        ];
+        for (spec, needle) in cases {
+            let msg = Margin::parse(spec).unwrap_err().to_string();
+            assert!(
+                msg.contains(needle),
+                "{spec:?} gave {msg:?}, expected to mention {needle:?}"
+            );
+        }
+        assert!(Margin::arcface(1.0, std::f32::consts::PI).is_err());
+        assert!(Margin::combined(1.0, 1.0, 0.0, f32::NAN).is_err());
     }
 
     #[test]

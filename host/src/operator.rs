@@ -284,18 +284,24 @@ impl Operator for MarginOperator {
         Ok(vec![Some(dx.into_dyn()), Some(dw.into_dyn()), None])
     }
 
-    /// Kinks of the margin layer in training mode:
-    /// - simplified: `g` switches from `k·z` to `z` at `z = 0`: near when the target logit
-    ///   `z_i` of some row has different signs (`z > 0` or not) at `minus` and `plus`
-    ///   (`z` is linear along a single coordinate, so endpoints decide; along a general
-    ///   direction it is quadratic and a double crossing within one step is missed);
-    /// - L-Softmax: rows with `‖x_i‖` or `‖w_{y_i}‖` within `100·ε` of zero at either
-    ///   point, where the angle is undefined (and `g = z` by convention below
-    ///   [`crate::reference::DEGENERATE_NORM_PRODUCT`]).
+    /// Kinks of the margin layer:
+    /// - simplified (training): `g` switches from `k·z` to `z` at `z = 0`: near when the
+    ///   target logit `z_i` of some row has different signs (`z > 0` or not) at `minus` and
+    ///   `plus` (`z` is linear along a single coordinate, so endpoints decide; along a
+    ///   general direction it is quadratic and a double crossing within one step is missed);
+    /// - L-Softmax (training): rows with `‖x_i‖` or `‖w_{y_i}‖` within `100·ε` of zero at
+    ///   either point, where the angle is undefined (and `g = z` by convention below
+    ///   [`crate::reference::DEGENERATE_NORM_PRODUCT`]);
+    /// - normalised margins (both modes): any `‖x_i‖` or `‖w_j‖` within `100·ε` of zero
+    ///   (every logit depends on every norm);
+    /// - ArcFace (training): a target `cos θ` on different sides of the clamp `1 − ε` or of
+    ///   the fallback threshold `cos(π − M)` (where the target logit jumps) at the two points;
+    /// - combined (training): a target `cos θ` on different sides of `±(1 − ε)`.
     ///
     /// `ε` is taken as half the largest coordinate change between `minus` and `plus`.
     fn near_kink(&self, mode: Mode, minus: &[ArrayViewD<f64>], plus: &[ArrayViewD<f64>]) -> bool {
-        if mode == Mode::Infer || matches!(self.margin, Margin::Plain) {
+        let normalised = self.margin.is_normalised();
+        if (mode == Mode::Infer && !normalised) || matches!(self.margin, Margin::Plain) {
             return false;
         }
         let (Ok((xm, wm, labels)), Ok((xp, wp, _))) = (self.unpack(minus), self.unpack(plus))
@@ -307,6 +313,16 @@ impl Operator for MarginOperator {
             .chain((&wm - &wp).iter())
             .fold(0.0f64, |acc, v| acc.max(v.abs()))
             / 2.0;
+        let limit = DEGENERATE_STEPS * step;
+        if normalised {
+            let tiny = |a: ArrayView2<f64>| a.rows().into_iter().any(|r| norm(r) <= limit);
+            if tiny(xm) || tiny(xp) || tiny(wm) || tiny(wp) {
+                return true;
+            }
+            if mode == Mode::Infer {
+                return false;
+            }
+        }
         let rows = |x: ArrayView2<f64>, w: ArrayView2<f64>| -> Array2<f64> {
             // Per row: z, a, b.
             let mut r = Array2::zeros((labels.len(), 3));
@@ -318,15 +334,20 @@ impl Operator for MarginOperator {
             r
         };
         let (rm, rp) = (rows(xm, wm), rows(xp, wp));
+        let cos = |r: &Array2<f64>, i: usize| r[[i, 0]] / (r[[i, 1]] * r[[i, 2]]);
+        let eps = crate::margin::ANGLE_CLAMP;
+        let crosses = |i: usize, t: f64| (cos(&rm, i) > t) != (cos(&rp, i) > t);
         (0..labels.len()).any(|i| match self.margin {
             Margin::Simplified { .. } => (rm[[i, 0]] > 0.0) != (rp[[i, 0]] > 0.0),
-            Margin::LSoftmax { .. } => {
-                let limit = DEGENERATE_STEPS * step;
-                [rm[[i, 1]], rm[[i, 2]], rp[[i, 1]], rp[[i, 2]]]
-                    .iter()
-                    .any(|&n| n <= limit)
+            Margin::LSoftmax { .. } => [rm[[i, 1]], rm[[i, 2]], rp[[i, 1]], rp[[i, 2]]]
+                .iter()
+                .any(|&n| n <= limit),
+            Margin::ArcFace { m, .. } => {
+                let th = (std::f64::consts::PI - f64::from(m)).cos();
+                crosses(i, 1.0 - eps) || crosses(i, th)
             }
-            Margin::Plain => false,
+            Margin::Combined { .. } => crosses(i, 1.0 - eps) || crosses(i, -1.0 + eps),
+            Margin::Plain | Margin::CosFace { .. } | Margin::SphereFace { .. } => false,
         })
     }
 }

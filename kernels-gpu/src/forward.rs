@@ -7,7 +7,8 @@
 //!
 //! Epilogue, train mode: the thread holding `z = F[i, y_i]` replaces it by `g` and writes
 //! `p[i]`, `alpha_scale[i] = q·b/a`, `gamma_scale[i] = q·a/b` (exactly one thread per row
-//! does). L-Softmax reads `a = ‖x_i‖`, `b = ‖w_{y_i}‖` from `x_norms`, `w_norms` (the
+//! does). The normalised kinds (CosFace, ArcFace, combined, SphereFace) run on the
+//! operands of [`crate::normalise::row_scale`] and read the raw norms too. L-Softmax reads `a = ‖x_i‖`, `b = ‖w_{y_i}‖` from `x_norms`, `w_norms` (the
 //! [`crate::row_norms::row_norms`] kernel, run first); other margins never touch them.
 //! Inference mode: plain `F`, and the cache `p = 1`, scales 0.
 
@@ -15,12 +16,12 @@ use crate::device::{self, Global, GlobalMut};
 use crate::gemm_tile::{Staging, T, TL, gemm_main_loop, select, unroll_micro};
 use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, micro_owner, tile, unroll};
 use crate::kernel;
-use crate::margin_math::{TargetEpilogue, train_epilogue};
-use crate::params::{ForwardParams, KernelMode, MarginKind};
+use crate::margin_math::{self, TargetEpilogue};
+use crate::params::{ForwardParams, KernelMode};
 
 /// The margin epilogue at row `row`'s target `(row, y)` with plain logit `z`, shared by
 /// every variant of the forward kernel: writes `F[row, y] = g` and the row cache `p`,
-/// `alpha_scale`, `gamma_scale` (train mode: [`train_epilogue`]; inference: `g = z`,
+/// `alpha_scale`, `gamma_scale` (train mode: [`margin_math::target_epilogue`]; inference: `g = z`,
 /// `p = 1`, scales 0). Called by exactly one thread per row.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -39,12 +40,12 @@ fn target_epilogue(
     let e = match p.mode {
         KernelMode::Infer => TargetEpilogue::plain(z),
         KernelMode::Train => {
-            let (a, b) = if p.margin == MarginKind::LSoftmax {
+            let (a, b) = if p.margin.reads_norms() {
                 (x_norms.get(row), w_norms.get(y))
             } else {
                 (0.0, 0.0)
             };
-            train_epilogue(p.margin, p.k, p.m, p.beta, z, a, b)
+            margin_math::target_epilogue(p, z, a, b)
         }
     };
     out.set(row * p.c as usize + y, e.g);
@@ -193,7 +194,7 @@ fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
 
 kernel! {
     /// Rung (a) of [`margin_forward`]: 64×64 tile, 4×4 thread tile, stage unrolled by
-    /// construction, 128-bit shared loads (see [`crate::gemm_wide`]).
+    /// construction, 128-bit shared loads (`gemm_wide.rs`).
     pub fn margin_forward_unrolled(
         p: ForwardParams,
         x: Global<f32>,

@@ -191,7 +191,7 @@ fn input_grad_wide<const M: usize, const DB: bool, const NC: bool>(
 }
 
 kernel! {
-    /// Rung (a) of [`margin_input_grad`] (see [`crate::gemm_wide`]).
+    /// Rung (a) of [`margin_input_grad`] (`gemm_wide.rs`).
     pub fn margin_input_grad_unrolled(
         p: GradParams,
         g: Global<f32>,

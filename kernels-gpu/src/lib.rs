@@ -35,6 +35,7 @@ mod gemm_tile;
 mod gemm_wide;
 pub mod input_grad;
 pub mod margin_math;
+pub mod normalise;
 pub mod params;
 pub mod row_norms;
 pub mod weight_grad;

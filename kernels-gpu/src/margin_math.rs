@@ -5,7 +5,7 @@
 //! the f32 logit and the f64 norms, same evaluation order, same degenerate-row rule), so
 //! the emulated kernels and the CPU backend differ only by the GEMM's summation order.
 
-use crate::params::MarginKind;
+use crate::params::{ForwardParams, MarginKind};
 
 /// `a·b + c` rounded once (`fma.rn.f32` on the GPU, the same operation on the host, so
 /// the emulator reproduces the device's arithmetic bit for bit).
@@ -137,7 +137,10 @@ pub fn train_epilogue(
     b: f64,
 ) -> TargetEpilogue {
     match margin {
-        MarginKind::Plain => TargetEpilogue::plain(z),
+        // The cosine kinds' epilogue needs `S` and the margins: [`target_epilogue`].
+        MarginKind::Plain | MarginKind::CosFace | MarginKind::ArcFace | MarginKind::Combined => {
+            TargetEpilogue::plain(z)
+        }
         MarginKind::Simplified => {
             if z > 0.0 {
                 TargetEpilogue {
@@ -150,7 +153,7 @@ pub fn train_epilogue(
                 TargetEpilogue::plain(z)
             }
         }
-        MarginKind::LSoftmax => {
+        MarginKind::LSoftmax | MarginKind::SphereFace => {
             let ab = a * b;
             if ab < DEGENERATE_NORM_PRODUCT {
                 return TargetEpilogue::plain(z);
@@ -169,6 +172,153 @@ pub fn train_epilogue(
                 gamma_scale: (q * a / b) as f32,
             }
         }
+    }
+}
+
+/// `ε` of the angular margins' clamp of `c = cos θ`: ArcFace uses `min(c, 1 − ε)`, the
+/// combined margin `clamp(c, −1 + ε, 1 − ε)`. `dh/dc` grows like `1/sin θ`; at the clamp
+/// it is at most `A/√(2ε − ε²) ≈ 2236·A`, and beyond it `h` is constant (derivative 0).
+pub const ANGLE_CLAMP: f64 = 1e-7;
+
+const PI: f64 = core::f64::consts::PI;
+const HALF_PI: f64 = core::f64::consts::FRAC_PI_2;
+
+/// `(sin t, cos t)` for `|t| ≤ π/2` (a little beyond is fine) by their Taylor series to
+/// the `t^25` and `t^24` terms, in Horner form: truncation below `(π/2)^26/26! ≈ 3e-22`.
+/// `core` has no `sin`/`cos`, and the GPU's own are f32 approximations.
+#[inline(always)]
+pub fn sin_cos_small(t: f64) -> (f64, f64) {
+    let t2 = t * t;
+    let mut s = 1.0f64;
+    let mut c = 1.0f64;
+    let mut n = 12u32;
+    while n > 0 {
+        let k = (2 * n) as f64;
+        s = 1.0 - t2 / (k * (k + 1.0)) * s;
+        c = 1.0 - t2 / ((k - 1.0) * k) * c;
+        n -= 1;
+    }
+    (t * s, c)
+}
+
+/// `(cos r, sin r)` for `r ∈ [0, π]` (by `t = r − π/2`).
+#[inline(always)]
+pub fn cos_sin_half_turn(r: f64) -> (f64, f64) {
+    let (st, ct) = sin_cos_small(r - HALF_PI);
+    (-st, ct)
+}
+
+/// `asin x` for `|x| ≤ 1/2`: its series `Σ (2n)!/(4ⁿ (n!)² (2n + 1))·x^(2n+1)` to 30 terms
+/// (the next is below `0.25^30 ≈ 1e-18` of `x`).
+#[inline(always)]
+fn asin_small(x: f64) -> f64 {
+    let x2 = x * x;
+    let mut term = x;
+    let mut sum = x;
+    let mut n = 0u32;
+    while n < 30 {
+        let a = (2 * n + 1) as f64;
+        term *= x2 * a * a / ((a + 1.0) * (a + 2.0));
+        sum += term;
+        n += 1;
+    }
+    sum
+}
+
+/// `acos c` for `c ∈ [−1, 1]`: `π/2 − asin c` on `|c| ≤ 1/2`, else by the half-angle
+/// identities `acos c = 2·asin √((1 − c)/2)` and `acos c = π − 2·asin √((1 + c)/2)`.
+#[inline(always)]
+pub fn acos(c: f64) -> f64 {
+    if c > 0.5 {
+        2.0 * asin_small(sqrt64((1.0 - c) * 0.5))
+    } else if c < -0.5 {
+        PI - 2.0 * asin_small(sqrt64((1.0 + c) * 0.5))
+    } else {
+        HALF_PI - asin_small(c)
+    }
+}
+
+/// ArcFace's target per unit scale, `(h, dh/dc)` at `c = cos θ` with margin `M`:
+/// `c₁ = min(c, 1 − ε)`; `h = cos(θ₁ + M) = c₁·cos M − sin θ₁·sin M` where
+/// `c₁ > cos(π − M) = −cos M`, else insightface's fallback `h = c₁ − M·sin M`;
+/// `dh/dc = cos M + c₁·sin M / sin θ₁` resp. 1, and 0 above the clamp (`c > 1 − ε`).
+#[inline(always)]
+pub fn arcface_target(c: f64, m: f64) -> (f64, f64) {
+    let (cos_m, sin_m) = cos_sin_half_turn(m);
+    let clamped = c > 1.0 - ANGLE_CLAMP;
+    let c1 = if clamped { 1.0 - ANGLE_CLAMP } else { c };
+    if c1 > -cos_m {
+        let sin_t = sqrt64((1.0 - c1) * (1.0 + c1));
+        let h = c1 * cos_m - sin_t * sin_m;
+        let dh = if clamped {
+            0.0
+        } else {
+            cos_m + c1 * sin_m / sin_t
+        };
+        (h, dh)
+    } else {
+        (c1 - m * sin_m, 1.0)
+    }
+}
+
+/// The combined margin's target per unit scale, `(h, dh/dc)` at `c = cos θ`:
+/// `c₁ = clamp(c, −1 + ε, 1 − ε)`, `θ = acos c₁`, `φ = A·θ + B`, `k = ⌊φ/π⌋`,
+/// `r = φ − kπ`, `h = ψ(φ) − C = cos r − 2k − C` (`ψ(φ) = (−1)^k cos φ − 2k`), and
+/// `dh/dc = A·sin r / sin θ` (0 outside the clamp).
+#[inline(always)]
+pub fn combined_target(c: f64, a: f64, b: f64, cm: f64) -> (f64, f64) {
+    let lo = -1.0 + ANGLE_CLAMP;
+    let hi = 1.0 - ANGLE_CLAMP;
+    let clamped = !(c >= lo && c <= hi);
+    let c1 = if c > hi {
+        hi
+    } else if c < lo {
+        lo
+    } else {
+        c
+    };
+    let theta = acos(c1);
+    let sin_t = sqrt64((1.0 - c1) * (1.0 + c1));
+    let phi = a * theta + b;
+    // φ ≥ 0 (A > 0, B ≥ 0), so truncation is the floor.
+    let k = (phi / PI) as u32;
+    let r = phi - k as f64 * PI;
+    let (cos_r, sin_r) = cos_sin_half_turn(r);
+    let h = cos_r - 2.0 * k as f64 - cm;
+    let dh = if clamped { 0.0 } else { a * sin_r / sin_t };
+    (h, dh)
+}
+
+/// The target epilogue of every kind, training mode: [`train_epilogue`] for the
+/// unnormalised kinds, else the normalised kinds on `z̃ = x̃_i·ŵ_{y_i}` with the raw norms
+/// `a = ‖x_i‖`, `b = ‖w_{y_i}‖`:
+/// - degenerate (`a` or `b` below [`DEGENERATE_NORM_PRODUCT`]): plain, `g = z̃`;
+/// - CosFace, ArcFace, combined: `c = z̃/S`, `g = S·h(c)`, `p = h'(c)`, no norm terms
+///   (the operands are already normalised; the normalisation's backward is separate);
+/// - SphereFace: L-Softmax's `g, p, q` at `z̃` with `a` and `b = 1`.
+#[inline(always)]
+pub fn target_epilogue(p: &ForwardParams, z: f32, a: f64, b: f64) -> TargetEpilogue {
+    if !p.margin.is_normalised() {
+        return train_epilogue(p.margin, p.k, p.m, p.beta, z, a, b);
+    }
+    if a < DEGENERATE_NORM_PRODUCT || b < DEGENERATE_NORM_PRODUCT {
+        return TargetEpilogue::plain(z);
+    }
+    if p.margin == MarginKind::SphereFace {
+        return train_epilogue(MarginKind::LSoftmax, p.k, p.m, p.beta, z, a, 1.0);
+    }
+    let s = p.s as f64;
+    let c = z as f64 / s;
+    let (h, dh) = match p.margin {
+        MarginKind::CosFace => (c - p.m3 as f64, 1.0),
+        MarginKind::ArcFace => arcface_target(c, p.m2 as f64),
+        _ => combined_target(c, p.m1 as f64, p.m2 as f64, p.m3 as f64),
+    };
+    TargetEpilogue {
+        g: (s * h) as f32,
+        p: dh as f32,
+        alpha_scale: 0.0,
+        gamma_scale: 0.0,
     }
 }
 
@@ -217,6 +367,89 @@ mod tests {
                 assert!((fd - d).abs() < 1e-5, "m {m} c {c}: {fd} vs {d}");
             }
         }
+    }
+
+    #[test]
+    fn series_match_std() {
+        for i in 0..=2000 {
+            let c = -1.0 + 2.0 * f64::from(i) / 2000.0;
+            assert!(
+                (acos(c) - c.acos()).abs() < 1e-15,
+                "acos {c}: {} vs {}",
+                acos(c),
+                c.acos()
+            );
+            let r = core::f64::consts::PI * f64::from(i) / 2000.0;
+            let (co, si) = cos_sin_half_turn(r);
+            assert!(
+                (co - r.cos()).abs() < 1e-15 && (si - r.sin()).abs() < 1e-15,
+                "r {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn angular_targets_match_their_angle_forms() {
+        for i in 1..1000 {
+            let theta = core::f64::consts::PI * f64::from(i) / 1000.0;
+            let c = theta.cos();
+            if !(-1.0 + ANGLE_CLAMP..=1.0 - ANGLE_CLAMP).contains(&c) {
+                continue;
+            }
+            let m = 0.5f64;
+            let (h, _) = arcface_target(c, m);
+            let want = if theta + m < core::f64::consts::PI {
+                (theta + m).cos()
+            } else {
+                c - m * m.sin()
+            };
+            // Near θ = π − M the branch test on c may differ from the one on θ.
+            if (theta + m - core::f64::consts::PI).abs() > 1e-12 {
+                assert!((h - want).abs() < 1e-14, "arcface θ {theta}: {h} vs {want}");
+            }
+            let (h, _) = combined_target(c, 1.5, 0.3, 0.2);
+            let phi = 1.5 * theta + 0.3;
+            let k = (phi / core::f64::consts::PI).floor();
+            let sign = if (k as u32).is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            };
+            let want = sign * phi.cos() - 2.0 * k - 0.2;
+            assert!(
+                (h - want).abs() < 1e-13,
+                "combined θ {theta}: {h} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn angular_derivatives_are_the_derivatives() {
+        for &c in &[-0.95, -0.7, -0.3, 0.05, 0.4, 0.8, 0.97] {
+            let hh = 1e-6;
+            for (name, f) in [
+                (
+                    "arcface",
+                    (|c| arcface_target(c, 0.5)) as fn(f64) -> (f64, f64),
+                ),
+                ("combined", |c| combined_target(c, 1.35, 0.25, 0.1)),
+                ("combined A=3", |c| combined_target(c, 3.0, 0.0, 0.0)),
+            ] {
+                let fd = (f(c + hh).0 - f(c - hh).0) / (2.0 * hh);
+                let d = f(c).1;
+                assert!(
+                    (fd - d).abs() < 1e-6 * (1.0 + d.abs()),
+                    "{name} c {c}: {fd} vs {d}"
+                );
+            }
+        }
+        // Beyond the clamp the target is constant and its derivative 0.
+        assert_eq!(arcface_target(1.0, 0.5).1, 0.0);
+        assert_eq!(
+            arcface_target(1.0, 0.5).0,
+            arcface_target(1.0 - ANGLE_CLAMP, 0.5).0
+        );
+        assert_eq!(combined_target(-1.0, 2.0, 0.1, 0.0).1, 0.0);
     }
 
     /// Degenerate rows and the simplified kink follow the host convention.

@@ -15,6 +15,35 @@ pub enum MarginKind {
     Simplified = 1,
     /// `g = (β·z + a·b·ψ(z/(a·b))) / (1 + β)`, margin `m ∈ 1..=4`.
     LSoftmax = 2,
+    /// Normalised operands; target `S·(c − M)`, `c = z̃/S` (`M` in `m3`).
+    CosFace = 3,
+    /// Normalised operands; target `S·cos(θ + M)` or `S·(c − M·sin M)` (`M` in `m2`).
+    ArcFace = 4,
+    /// Normalised operands; target `S·(ψ(A·θ + B) − C)` (`m1, m2, m3`).
+    Combined = 5,
+    /// Normalised weights; target L-Softmax's `g` with `b = 1`, margin `m`, `β`.
+    SphereFace = 6,
+}
+
+impl MarginKind {
+    /// Whether the forward epilogue reads `‖x_i‖` and `‖w_{y_i}‖` (L-Softmax in training;
+    /// the normalised kinds always, for their degenerate-row test and SphereFace's `a`).
+    #[inline(always)]
+    pub fn reads_norms(self) -> bool {
+        !matches!(self, MarginKind::Plain | MarginKind::Simplified)
+    }
+
+    /// Whether the kind runs on normalised operands (`X̃`, `Ŵ` from [`crate::normalise`]).
+    #[inline(always)]
+    pub fn is_normalised(self) -> bool {
+        matches!(
+            self,
+            MarginKind::CosFace
+                | MarginKind::ArcFace
+                | MarginKind::Combined
+                | MarginKind::SphereFace
+        )
+    }
 }
 
 /// Training (margin on the target logit) or inference (plain logits everywhere).
@@ -48,6 +77,27 @@ pub struct ForwardParams {
     pub k: f32,
     /// L-Softmax `β ≥ 0` (ignored by the other kinds).
     pub beta: f32,
+    /// Scale `S` of CosFace, ArcFace, combined (the operand `X̃` has rows of length `S`).
+    pub s: f32,
+    /// Combined `A` (1 for CosFace and ArcFace).
+    pub m1: f32,
+    /// Combined `B`; ArcFace's `M`.
+    pub m2: f32,
+    /// Combined `C`; CosFace's `M`.
+    pub m3: f32,
+}
+
+/// Parameters of [`crate::normalise::row_scale`]: `out_i = factor·v_i/‖v_i‖` for `rows`
+/// rows of width `d`, and of [`crate::normalise::row_project`]: the backward of that map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowScaleParams {
+    /// Rows of `v`.
+    pub rows: u32,
+    /// Row width.
+    pub d: u32,
+    /// `S` for features of the cosine margins, 1 for weights.
+    pub factor: f32,
 }
 
 /// Parameters of [`crate::row_norms::row_norms`]: `‖x_i‖` for the N rows of `X` and
@@ -122,6 +172,15 @@ pub const NORM_LANES: u32 = 32;
 /// Dynamic shared memory of a row-norm block: one f64 partial sum per thread.
 pub const NORM_SHARED_BYTES: u32 = NORM_ROWS_PER_BLOCK * NORM_LANES * 8;
 
+/// Threads per block of [`crate::normalise::row_scale`] (one element each).
+pub const NORMALISE_THREADS: u32 = 256;
+/// Rows handled by one [`crate::normalise::row_project`] block (one per `threadIdx.y`).
+pub const PROJECT_ROWS_PER_BLOCK: u32 = 8;
+/// Threads striding along one row in [`crate::normalise::row_project`] (`threadIdx.x`).
+pub const PROJECT_LANES: u32 = 32;
+/// Dynamic shared memory of a row-projection block: one f64 partial per thread.
+pub const PROJECT_SHARED_BYTES: u32 = PROJECT_ROWS_PER_BLOCK * PROJECT_LANES * 8;
+
 /// PTX entry name of the forward kernel.
 pub const FORWARD_KERNEL: &str = "margin_forward";
 /// PTX entry name of the row-norm kernel.
@@ -130,6 +189,10 @@ pub const ROW_NORMS_KERNEL: &str = "row_norms";
 pub const INPUT_GRAD_KERNEL: &str = "margin_input_grad";
 /// PTX entry name of the weight-gradient kernel.
 pub const WEIGHT_GRAD_KERNEL: &str = "margin_weight_grad";
+/// PTX entry name of the row-scale kernel.
+pub const ROW_SCALE_KERNEL: &str = "row_scale";
+/// PTX entry name of the row-projection kernel.
+pub const ROW_PROJECT_KERNEL: &str = "row_project";
 
 /// PTX entry name of the split-K input gradient's first pass.
 pub const SPLITK_KERNEL: &str = "margin_input_grad_splitk";

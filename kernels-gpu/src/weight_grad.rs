@@ -201,7 +201,7 @@ fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
 }
 
 kernel! {
-    /// Rung (a) of [`margin_weight_grad`] (see [`crate::gemm_wide`]).
+    /// Rung (a) of [`margin_weight_grad`] (`gemm_wide.rs`).
     pub fn margin_weight_grad_unrolled(
         p: GradParams,
         g: Global<f32>,

@@ -90,6 +90,12 @@ pub fn margin_strategy() -> impl Strategy<Value = Margin> {
             prop_oneof![Just(0.0f32), 0.0f32..5.0, Just(100.0f32)]
         )
             .prop_map(|(m, b)| Margin::lsoftmax(m, b).unwrap()),
+        (1u32..=4, prop_oneof![Just(0.0f32), 0.0f32..5.0])
+            .prop_map(|(m, b)| Margin::sphereface(m, b).unwrap()),
+        (0.5f32..64.0, 0.0f32..=1.0).prop_map(|(s, m)| Margin::cosface(s, m).unwrap()),
+        (0.5f32..64.0, 0.0f32..3.0).prop_map(|(s, m)| Margin::arcface(s, m).unwrap()),
+        (0.5f32..64.0, 0.25f32..=4.0, 0.0f32..3.0, 0.0f32..=1.0)
+            .prop_map(|(s, a, b, c)| Margin::combined(s, a, b, c).unwrap()),
     ]
 }
 

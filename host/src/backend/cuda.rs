@@ -10,11 +10,11 @@
 //! nothing on the device.
 //!
 //! Errors: every driver error carries the driver's numeric code with its
-//! `cuGetErrorName`/`cuGetErrorString` text ([`driver::describe`]); cust's `Display` for
+//! `cuGetErrorName`/`cuGetErrorString` text (`driver::describe`); cust's `Display` for
 //! its error type is never used (it can panic). A backend that cannot start because there
 //! is no driver or no device returns [`Error::BackendUnavailable`]; every other startup
 //! failure is an [`Error::Backend`]. After a fault that destroys the context (an illegal
-//! address, say), every later call reports "context lost after: <the first error>".
+//! address, say), every later call reports `context lost after: <the first error>`.
 //!
 //! Nothing of this file has run on a GPU where it was written (no device there); it is
 //! type-checked and linted in CI, and run against a stand-in driver library that answers
@@ -23,8 +23,8 @@
 
 mod driver;
 
+use std::collections::HashMap;
 use std::ffi::{CString, c_void};
-use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,20 +35,22 @@ use cust::event::{Event, EventFlags};
 use cust::memory::bytemuck::Zeroable;
 use cust::memory::{CopyDestination, DeviceBuffer, DeviceCopy, DeviceSlice};
 use cust::stream::{Stream, StreamFlags};
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams, SplitKParams};
+use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::Backend;
+use super::abi;
 use super::flops::MarginKernel;
 use super::launch::{
     InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
-    needs_row_norms, row_norms_plan, weight_grad_launch,
+    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
 use crate::margin::{Margin, Mode};
+use crate::ptxsim::ParamDecl;
 
 /// The kernels' PTX (with `.loc` line info), built by `host/build.rs` exactly as
 /// `lsoftmax ptx` builds it.
@@ -114,70 +116,19 @@ fn startup_err(e: driver::DriverError) -> Error {
     }
 }
 
-/// The device-side ABI of `kernels_gpu::device::{Global, GlobalMut}` on nvptx64:
-/// `#[repr(C)] { ptr: *const T, len: usize }`, i.e. `{u64 device address, u64 count}`.
-#[repr(C)]
-struct View<T> {
-    ptr: u64,
-    len: u64,
-    elem: PhantomData<T>,
-}
-
-impl<T> Clone for View<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for View<T> {}
-
-// SAFETY: two `u64`s and a zero-sized marker, `#[repr(C)]`: no padding, no host pointers
-// (the address is a device address, only dereferenced by the kernel), every bit pattern
-// valid. That is what `DeviceCopy` asks of a kernel argument.
-unsafe impl<T: 'static> DeviceCopy for View<T> {}
-
-// The kernels read views as 16-byte `.param` blobs; a different size would shift every
-// following argument.
-const _: () = assert!(std::mem::size_of::<View<f32>>() == 16);
-
-impl<T: DeviceCopy> View<T> {
-    fn of(slice: &DeviceSlice<T>) -> Self {
-        View {
-            ptr: slice.as_device_ptr().as_raw(),
-            len: slice.len() as u64,
-            elem: PhantomData,
-        }
-    }
-
-    /// [`View::of`], or a view of no memory (null, 0) for an argument the launch does not
-    /// read (the row norms outside L-Softmax training).
-    fn of_opt(slice: Option<&DeviceSlice<T>>) -> Self {
-        match slice {
-            Some(s) => View::of(s),
-            None => View {
-                ptr: 0,
-                len: 0,
-                elem: PhantomData,
-            },
-        }
+/// The ABI view (`{u64 device address, u64 element count}`) of a device region.
+fn view<T: DeviceCopy>(slice: &DeviceSlice<T>) -> abi::View {
+    abi::View {
+        addr: slice.as_device_ptr().as_raw(),
+        len: slice.len() as u64,
     }
 }
 
-/// A kernel parameter struct from `kernels_gpu::params`, passed by value.
-#[repr(transparent)]
-#[derive(Clone, Copy)]
-struct Param<P>(P);
-
-// SAFETY: `ForwardParams` is `#[repr(C)]` with eight 4-byte fields (`u32`, `f32` and two
-// `#[repr(u32)]` enums): no padding, no pointers. The kernel only reads it, so no invalid
-// enum value can come back to the host.
-unsafe impl DeviceCopy for Param<ForwardParams> {}
-// SAFETY: `#[repr(C)]` struct of three `u32`: no padding, no pointers, all bit patterns valid.
-unsafe impl DeviceCopy for Param<RowNormsParams> {}
-// SAFETY: `#[repr(C)]` struct of three `u32`: no padding, no pointers, all bit patterns valid.
-unsafe impl DeviceCopy for Param<GradParams> {}
-// SAFETY: `#[repr(C)]` struct of `GradParams` (three `u32`) and two `u32`: no padding,
-// no pointers, all bit patterns valid.
-unsafe impl DeviceCopy for Param<SplitKParams> {}
+/// [`view`], or a view of no memory (null, 0) for an argument the launch does not read
+/// (the row norms outside L-Softmax training).
+fn view_opt<T: DeviceCopy>(slice: Option<&DeviceSlice<T>>) -> abi::View {
+    slice.map_or(abi::View::EMPTY, view)
+}
 
 /// One grow-only device allocation.
 struct Slot<T: DeviceCopy> {
@@ -237,6 +188,11 @@ struct Buffers {
     g: Slot<f32>,
     dx: Slot<f32>,
     dw: Slot<f32>,
+    /// The normalised margins' operands `X̃`, `Ŵ` and their gradients `dX̃`, `dŴ`.
+    x_scaled: Slot<f32>,
+    w_scaled: Slot<f32>,
+    dx_scaled: Slot<f32>,
+    dw_scaled: Slot<f32>,
     /// Split-K partial sums of the input gradient.
     partial: Slot<f32>,
     /// Host staging of the labels as the kernels' `u32`.
@@ -262,6 +218,9 @@ struct State {
     buffers: Buffers,
     stream: Stream,
     functions: Vec<CachedFunction>,
+    /// Declared `.param` lists of the embedded PTX's entries, which every launch's packed
+    /// arguments are checked against ([`abi::pack`]).
+    signatures: HashMap<String, Vec<ParamDecl>>,
     module: driver::LoadedModule,
     context: Context,
     /// The first error after which the context was unusable (a sticky fault); every later
@@ -295,6 +254,10 @@ impl CudaBackend {
 
     /// The backend on the device with this ordinal.
     pub fn on_device(ordinal: u32) -> Result<Self> {
+        // The entries' parameter lists first: a PTX whose declarations do not parse is a
+        // build problem, reported before touching the driver.
+        let signatures = crate::ptxsim::entry_params(KERNELS_PTX)
+            .map_err(|e| backend_error(format!("the embedded PTX's .entry parameters: {e}")))?;
         driver::init().map_err(startup_err)?;
         let count = driver::device_count().map_err(startup_err)?;
         if count <= 0 {
@@ -318,6 +281,7 @@ impl CudaBackend {
                 buffers: Buffers::default(),
                 stream,
                 functions: Vec::new(),
+                signatures,
                 module,
                 context,
                 lost: None,
@@ -550,20 +514,6 @@ struct ForwardViews {
     gamma_scale: DeviceSlice<f32>,
 }
 
-/// Errors unless every `(name, view length, length the parameters imply)` agrees: the
-/// kernels index without bounds checks on the GPU.
-fn check_lengths(kernel: &str, args: &[(&str, u64, u64)]) -> Result<()> {
-    for &(name, have, want) in args {
-        if have != want {
-            return Err(backend_error(format!(
-                "{kernel}: argument {name} holds {have} elements but the launch parameters \
-                 need {want}"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Loads [`KERNELS_PTX`] into the current context with line info (so Nsight Compute maps
 /// SASS to the Rust lines of the `.loc` directives, docs/profiling.md) and the JIT's logs:
 /// a rejected PTX says why, with the driver's code, the driver version and the PTX's
@@ -612,7 +562,10 @@ fn function(state: &mut State, plan: &LaunchPlan) -> Result<driver::Handle> {
             let name = CString::new(plan.kernel)
                 .map_err(|_| backend_error(format!("kernel name {:?} has a NUL", plan.kernel)))?;
             let raw = state.module.function(&name).map_err(|e| {
-                backend_error(format!("kernel {} not in the PTX: {e}", plan.kernel))
+                backend_error(format!(
+                    "looking up kernel {} in the PTX module: {e}",
+                    plan.kernel
+                ))
             })?;
             state.functions.push(CachedFunction {
                 kernel: plan.kernel,
@@ -665,36 +618,46 @@ impl Drop for LaunchRange {
     }
 }
 
-/// Launches the entry of `$plan` on the state's stream with the given arguments (each
-/// `DeviceCopy`, passed by pointer to its value as `cuLaunchKernel` wants), mapping the
-/// launch error.
-macro_rules! launch_plan {
-    ($state:expr, $plan:expr, ( $($arg:expr),* $(,)? )) => {{
-        fn assert_device_copy<T: DeviceCopy>(_: &T) {}
-        let plan: &LaunchPlan = $plan;
-        let _range = LaunchRange::new(plan.kernel);
-        let f = function($state, plan)?;
-        let stream = $state.stream.as_inner().cast::<c_void>();
-        $(assert_device_copy(&$arg);)*
-        // SAFETY: `f` belongs to the module loaded in the state's context, which `with_state`
-        // made current, and `stream` to that context. The arguments are, in order, the
-        // kernel's `#[repr(C)]` parameter struct and `{ptr, len}` views of device
-        // allocations of this context that stay alive until the stream is synchronised
-        // (they are owned by the locked state); their lengths were checked against the
-        // parameters just before (`check_lengths`). The pointers to the argument values
-        // live until the end of this statement, after the driver copied them.
-        let code = unsafe {
-            driver::launch(
-                f,
-                plan.grid,
-                plan.block,
-                plan.shared_bytes,
-                stream,
-                &mut [$(&$arg as *const _ as *mut c_void),*],
-            )
-        };
-        driver::check(format!("launching {}", plan.kernel), code).map_err(driver_err)
-    }};
+/// Packs `args` into the `.param` bytes of the entry of `plan` ([`abi::pack`], checked
+/// against the parameters the embedded PTX declares: the same packing the `ptx` backend
+/// hands its interpreter) and launches it on the state's stream.
+fn launch_args(state: &mut State, plan: &LaunchPlan, args: &[abi::Arg]) -> Result<()> {
+    let declared = state.signatures.get(plan.kernel).ok_or_else(|| {
+        backend_error(format!(
+            "kernel {} has no .entry in the embedded PTX",
+            plan.kernel
+        ))
+    })?;
+    let packed = abi::pack(plan.kernel, args, declared)?;
+    let _range = LaunchRange::new(plan.kernel);
+    let f = function(state, plan)?;
+    let stream = state.stream.as_inner().cast::<c_void>();
+    // `cuLaunchKernel` takes one pointer per parameter, to that parameter's value.
+    let base = packed.bytes.as_ptr();
+    let mut params: Vec<*mut c_void> = packed
+        .offsets
+        .iter()
+        .map(|&off| base.wrapping_add(off).cast_mut().cast::<c_void>())
+        .collect();
+    // SAFETY: `f` belongs to the module loaded in the state's context, which `with_state`
+    // made current, and `stream` to that context. `params` points into `packed`, which
+    // `abi::pack` laid out and checked against the entry's declared parameters (count,
+    // sizes, alignments); the driver copies each value (by the size it knows from the
+    // PTX) during the call, while `packed` is alive. The views inside are device
+    // allocations of this context owned by the locked state, alive until the stream is
+    // synchronised, with lengths checked against the kernel parameters by the
+    // `abi::*_args` builders.
+    let code = unsafe {
+        driver::launch(
+            f,
+            plan.grid,
+            plan.block,
+            plan.shared_bytes,
+            stream,
+            &mut params,
+        )
+    };
+    driver::check(format!("launching {}", plan.kernel), code).map_err(driver_err)
 }
 
 /// Allocates the forward's outputs, runs `row_norms` when `norms` is given, then
@@ -723,29 +686,108 @@ fn run_forward(
     if let Some(rn) = norms {
         let x_norms = b.x_norms.region(n, "x_norms")?;
         let w_norms = b.w_norms.region(c, "w_norms")?;
-        let p = rn.params;
-        let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
-        let (xv, wv, xn, wn) = (
-            View::of(&fv.x),
-            View::of(&fv.w),
-            View::of(&x_norms),
-            View::of(&w_norms),
-        );
-        check_lengths(
-            rn.plan.kernel,
-            &[
-                ("x", xv.len, n * d),
-                ("w", wv.len, c * d),
-                ("x_norms", xn.len, n),
-                ("w_norms", wn.len, c),
-            ],
-        )?;
-        launch_plan!(state, &rn.plan, (Param(p), xv, wv, xn, wn))?;
+        let views = abi::RowNormsViews {
+            x: view(&fv.x),
+            w: view(&fv.w),
+            x_norms: view(&x_norms),
+            w_norms: view(&w_norms),
+        };
+        launch_args(state, &rn.plan, &abi::row_norms_args(&rn.params, &views)?)?;
         fv.x_norms = Some(x_norms);
         fv.w_norms = Some(w_norms);
     }
+    if fwd.params.margin.is_normalised() {
+        let (x_norms, w_norms) = match (&fv.x_norms, &fv.w_norms) {
+            (Some(xn), Some(wn)) => (xn.index(..), wn.index(..)),
+            _ => return Err(backend_error("normalised margin without row norms".into())),
+        };
+        let x_scale = feature_scale(&fwd.params);
+        (fv.x, fv.w) = normalised_operands(state, x_scale, &fv.x, &fv.w, &x_norms, &w_norms)?;
+    }
     launch_forward(state, fwd, &fv)?;
     Ok(fv)
+}
+
+/// `Some(S)` for the kinds that rescale the rows of X (CosFace, ArcFace, combined).
+fn feature_scale(p: &ForwardParams) -> Option<f32> {
+    use kernels_gpu::params::MarginKind;
+    matches!(
+        p.margin,
+        MarginKind::CosFace | MarginKind::ArcFace | MarginKind::Combined
+    )
+    .then_some(p.s)
+}
+
+/// `X̃` (`S·x_i/‖x_i‖` if `x_scale` is given, else `x` itself) and `Ŵ = w_j/‖w_j‖` by the
+/// `row_scale` kernel.
+fn normalised_operands(
+    state: &mut State,
+    x_scale: Option<f32>,
+    x: &DeviceSlice<f32>,
+    w: &DeviceSlice<f32>,
+    x_norms: &DeviceSlice<f64>,
+    w_norms: &DeviceSlice<f64>,
+) -> Result<(DeviceSlice<f32>, DeviceSlice<f32>)> {
+    let xt = match x_scale {
+        Some(s) => {
+            let out = state.buffers.x_scaled.region(x.len(), "x_scaled")?;
+            launch_row_scale(state, x, x_norms, s, &out)?;
+            out
+        }
+        None => x.index(..),
+    };
+    let wt = state.buffers.w_scaled.region(w.len(), "w_scaled")?;
+    launch_row_scale(state, w, w_norms, 1.0, &wt)?;
+    Ok((xt, wt))
+}
+
+/// `out_i = factor·v_i/‖v_i‖` (the `row_scale` kernel) for the `norms.len()` rows of `v`.
+fn launch_row_scale(
+    state: &mut State,
+    v: &DeviceSlice<f32>,
+    norms: &DeviceSlice<f64>,
+    factor: f32,
+    out: &DeviceSlice<f32>,
+) -> Result<()> {
+    let rows = norms.len();
+    let d = v.len().checked_div(rows).unwrap_or(0);
+    let launch = row_scale_plan(rows, d, factor)?;
+    let views = abi::RowScaleViews {
+        v: view(v),
+        norms: view(norms),
+        dv_scaled: abi::View::EMPTY,
+        out: view(out),
+    };
+    launch_args(
+        state,
+        &launch.plan,
+        &abi::row_scale_args(&launch.params, &views)?,
+    )
+}
+
+/// `dv_i = (factor/‖v_i‖)·(dṽ_i − (v̂_i·dṽ_i)·v̂_i)` (the `row_project` kernel).
+fn launch_row_project(
+    state: &mut State,
+    v: &DeviceSlice<f32>,
+    norms: &DeviceSlice<f64>,
+    factor: f32,
+    dv_scaled: &DeviceSlice<f32>,
+    dv: &DeviceSlice<f32>,
+) -> Result<()> {
+    let rows = norms.len();
+    let d = v.len().checked_div(rows).unwrap_or(0);
+    let launch = row_project_plan(rows, d, factor)?;
+    let views = abi::RowScaleViews {
+        v: view(v),
+        norms: view(norms),
+        dv_scaled: view(dv_scaled),
+        out: view(dv),
+    };
+    launch_args(
+        state,
+        &launch.plan,
+        &abi::row_project_args(&launch.params, &views)?,
+    )
 }
 
 fn launch_forward(
@@ -753,57 +795,19 @@ fn launch_forward(
     fwd: &KernelLaunch<ForwardParams>,
     fv: &ForwardViews,
 ) -> Result<()> {
-    let p = fwd.params;
-    let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
-    let (x, w, labels) = (View::of(&fv.x), View::of(&fv.w), View::of(&fv.labels));
-    let x_norms = View::of_opt(fv.x_norms.as_ref());
-    let w_norms = View::of_opt(fv.w_norms.as_ref());
-    let out = View::of_opt(fv.out.as_ref());
-    let (cp, alpha, gamma) = (
-        View::of(&fv.p),
-        View::of(&fv.alpha_scale),
-        View::of(&fv.gamma_scale),
-    );
     // Only L-Softmax training reads the norms; other launches get empty views.
-    let reads_norms = needs_norms(&p);
-    let norm_len = |len: u64| if reads_norms { len } else { 0 };
-    check_lengths(
-        fwd.plan.kernel,
-        &[
-            ("x", x.len, n * d),
-            ("w", w.len, c * d),
-            ("labels", labels.len, n),
-            ("x_norms", x_norms.len, norm_len(n)),
-            ("w_norms", w_norms.len, norm_len(c)),
-            ("out", out.len, n * c),
-            ("p", cp.len, n),
-            ("alpha_scale", alpha.len, n),
-            ("gamma_scale", gamma.len, n),
-        ],
-    )?;
-    launch_plan!(
-        state,
-        &fwd.plan,
-        (
-            Param(p),
-            x,
-            w,
-            labels,
-            x_norms,
-            w_norms,
-            out,
-            cp,
-            alpha,
-            gamma
-        )
-    )
-}
-
-/// Whether these forward parameters make the kernel read `x_norms`/`w_norms`
-/// (the kernel-side twin of [`needs_row_norms`]).
-fn needs_norms(p: &ForwardParams) -> bool {
-    use kernels_gpu::params::{KernelMode, MarginKind};
-    p.margin == MarginKind::LSoftmax && p.mode == KernelMode::Train
+    let views = abi::ForwardViews {
+        x: view(&fv.x),
+        w: view(&fv.w),
+        labels: view(&fv.labels),
+        x_norms: view_opt(fv.x_norms.as_ref()),
+        w_norms: view_opt(fv.w_norms.as_ref()),
+        out: view_opt(fv.out.as_ref()),
+        p: view(&fv.p),
+        alpha_scale: view(&fv.alpha_scale),
+        gamma_scale: view(&fv.gamma_scale),
+    };
+    launch_args(state, &fwd.plan, &abi::forward_args(&fwd.params, &views)?)
 }
 
 /// The split-K scratch region `ig` needs, if it splits.
@@ -834,77 +838,43 @@ fn launch_input_grad(
         InputGradLaunch::Split {
             partial: first,
             reduce,
-            scratch_len,
+            ..
         } => {
-            let p = first.params;
-            let (n, d, c) = (
-                u64::from(p.grad.n),
-                u64::from(p.grad.d),
-                u64::from(p.grad.c),
-            );
-            let (g, w, x, labels) = (
-                View::of(g),
-                View::of(&fv.w),
-                View::of(&fv.x),
-                View::of(&fv.labels),
-            );
-            let (cp, alpha, dx) = (View::of(&fv.p), View::of(&fv.alpha_scale), View::of(dx));
-            let part = View::of_opt(partial);
-            let scratch = *scratch_len as u64;
-            check_lengths(
-                first.plan.kernel,
-                &[
-                    ("g", g.len, n * c),
-                    ("w", w.len, c * d),
-                    ("labels", labels.len, n),
-                    ("p", cp.len, n),
-                    ("partial", part.len, scratch),
-                ],
+            let views = abi::SplitKViews {
+                g: view(g),
+                x: view(&fv.x),
+                w: view(&fv.w),
+                labels: view(&fv.labels),
+                p: view(&fv.p),
+                alpha_scale: view(&fv.alpha_scale),
+                partial: view_opt(partial),
+                dx: view(dx),
+            };
+            launch_args(
+                state,
+                &first.plan,
+                &abi::splitk_partial_args(&first.params, &views)?,
             )?;
-            check_lengths(
-                reduce.plan.kernel,
-                &[
-                    ("g", g.len, n * c),
-                    ("x", x.len, n * d),
-                    ("labels", labels.len, n),
-                    ("alpha_scale", alpha.len, n),
-                    ("partial", part.len, scratch),
-                    ("dx", dx.len, n * d),
-                ],
-            )?;
-            launch_plan!(state, &first.plan, (Param(p), g, w, labels, cp, part))?;
-            return launch_plan!(
+            return launch_args(
                 state,
                 &reduce.plan,
-                (Param(p), g, x, labels, alpha, part, dx)
+                &abi::splitk_reduce_args(&reduce.params, &views)?,
             );
         }
     };
-    let p = launch.params;
-    let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
-    let (g, w, x, labels) = (
-        View::of(g),
-        View::of(&fv.w),
-        View::of(&fv.x),
-        View::of(&fv.labels),
-    );
-    let (cp, alpha, dx) = (View::of(&fv.p), View::of(&fv.alpha_scale), View::of(dx));
-    check_lengths(
-        launch.plan.kernel,
-        &[
-            ("g", g.len, n * c),
-            ("w", w.len, c * d),
-            ("x", x.len, n * d),
-            ("labels", labels.len, n),
-            ("p", cp.len, n),
-            ("alpha_scale", alpha.len, n),
-            ("dx", dx.len, n * d),
-        ],
-    )?;
-    launch_plan!(
+    let views = abi::GradViews {
+        g: view(g),
+        x: view(&fv.x),
+        w: view(&fv.w),
+        labels: view(&fv.labels),
+        p: view(&fv.p),
+        scale: view(&fv.alpha_scale),
+        out: view(dx),
+    };
+    launch_args(
         state,
         &launch.plan,
-        (Param(p), g, w, x, labels, cp, alpha, dx)
+        &abi::input_grad_args(&launch.params, &views)?,
     )
 }
 
@@ -915,31 +885,19 @@ fn launch_weight_grad(
     fv: &ForwardViews,
     dw: &DeviceSlice<f32>,
 ) -> Result<()> {
-    let p = launch.params;
-    let (n, d, c) = (u64::from(p.n), u64::from(p.d), u64::from(p.c));
-    let (g, x, w, labels) = (
-        View::of(g),
-        View::of(&fv.x),
-        View::of(&fv.w),
-        View::of(&fv.labels),
-    );
-    let (cp, gamma, dw) = (View::of(&fv.p), View::of(&fv.gamma_scale), View::of(dw));
-    check_lengths(
-        launch.plan.kernel,
-        &[
-            ("g", g.len, n * c),
-            ("x", x.len, n * d),
-            ("w", w.len, c * d),
-            ("labels", labels.len, n),
-            ("p", cp.len, n),
-            ("gamma_scale", gamma.len, n),
-            ("dw", dw.len, c * d),
-        ],
-    )?;
-    launch_plan!(
+    let views = abi::GradViews {
+        g: view(g),
+        x: view(&fv.x),
+        w: view(&fv.w),
+        labels: view(&fv.labels),
+        p: view(&fv.p),
+        scale: view(&fv.gamma_scale),
+        out: view(dw),
+    };
+    launch_args(
         state,
         &launch.plan,
-        (Param(p), g, x, w, labels, cp, gamma, dw)
+        &abi::weight_grad_args(&launch.params, &views)?,
     )
 }
 
@@ -1015,6 +973,16 @@ impl Backend for CudaBackend {
                 download(region, &mut out, "out")?;
             }
             let mut cache = RowCache::plain(n);
+            if let (true, Some(xn), Some(wn)) = (margin.is_normalised(), &fv.x_norms, &fv.w_norms) {
+                let mut norms = crate::layer::Normalisation {
+                    x_norms: vec![0.0; n],
+                    w_norms: vec![0.0; c],
+                    x_scale: margin.feature_scale(),
+                };
+                download(xn, &mut norms.x_norms, "x_norms")?;
+                download(wn, &mut norms.w_norms, "w_norms")?;
+                cache.normalisation = Some(norms);
+            }
             download(&fv.p, &mut cache.p, "p")?;
             download(&fv.alpha_scale, &mut cache.alpha_scale, "alpha_scale")?;
             download(&fv.gamma_scale, &mut cache.gamma_scale, "gamma_scale")?;
@@ -1054,12 +1022,23 @@ impl Backend for CudaBackend {
                 )));
             }
         }
+        if let Some(nm) = cache
+            .normalisation
+            .as_ref()
+            .filter(|nm| nm.x_norms.len() != n || nm.w_norms.len() != c)
+        {
+            return Err(Error::Shape(format!(
+                "row cache norms have {} and {} entries but x has {n} rows and w {c}",
+                nm.x_norms.len(),
+                nm.w_norms.len()
+            )));
+        }
         let ig = input_grad_launch(n, d, c, self.choice)?;
         let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
         self.with_state(|state| {
             let mut scratch = Vec::new();
             let b = &mut state.buffers;
-            let fv = ForwardViews {
+            let mut fv = ForwardViews {
                 x: b.x.upload(row_major(&x, &mut scratch), "x")?,
                 w: b.w.upload(row_major(&w, &mut scratch), "w")?,
                 labels: upload_labels(b, labels)?,
@@ -1073,9 +1052,32 @@ impl Backend for CudaBackend {
             let g = b.g.upload(row_major(&dout, &mut scratch), "dout")?;
             let dx = b.dx.region(n * d, "dx")?;
             let dw = b.dw.region(c * d, "dw")?;
-            let partial = split_scratch(state, &ig)?;
-            launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?;
-            launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+            match &cache.normalisation {
+                None => {
+                    let partial = split_scratch(state, &ig)?;
+                    launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), &dx)?;
+                    launch_weight_grad(state, &wg, &g, &fv, &dw)?;
+                }
+                Some(nm) => {
+                    // GEMMs on X̃, Ŵ into dX̃, dŴ, then the projections into dX, dW.
+                    let b = &mut state.buffers;
+                    let xn = b.x_norms.upload(&nm.x_norms, "x_norms")?;
+                    let wn = b.w_norms.upload(&nm.w_norms, "w_norms")?;
+                    let dxs = b.dx_scaled.region(n * d, "dx_scaled")?;
+                    let dws = b.dw_scaled.region(c * d, "dw_scaled")?;
+                    let (x_raw, w_raw) = (fv.x.index(..), fv.w.index(..));
+                    (fv.x, fv.w) =
+                        normalised_operands(state, nm.x_scale, &x_raw, &w_raw, &xn, &wn)?;
+                    let dx_target = if nm.x_scale.is_some() { &dxs } else { &dx };
+                    let partial = split_scratch(state, &ig)?;
+                    launch_input_grad(state, &ig, &g, &fv, partial.as_ref(), dx_target)?;
+                    launch_weight_grad(state, &wg, &g, &fv, &dws)?;
+                    if let Some(s) = nm.x_scale {
+                        launch_row_project(state, &x_raw, &xn, s, &dxs, &dx)?;
+                    }
+                    launch_row_project(state, &w_raw, &wn, 1.0, &dws, &dw)?;
+                }
+            }
             driver::stream_synchronize(
                 state.stream.as_inner().cast(),
                 "running the gradient kernels",

@@ -8,6 +8,7 @@
 
 use kernels_gpu::device::{Global, GlobalMut};
 use kernels_gpu::emulator::{DeviceBuffer, LaunchConfig, LaunchError, launch};
+use kernels_gpu::normalise::{row_project, row_scale};
 use kernels_gpu::params::{ForwardParams, GradParams};
 use kernels_gpu::row_norms::row_norms;
 use kernels_gpu::{forward, input_grad, weight_grad};
@@ -16,10 +17,10 @@ use ndarray::{Array2, ArrayView2};
 use super::Backend;
 use super::launch::{
     InputGradLaunch, KernelChoice, KernelVariant, LaunchPlan, forward_launch, input_grad_launch,
-    needs_row_norms, row_norms_plan, weight_grad_launch,
+    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
 };
 use crate::error::{Error, Result};
-use crate::layer::{Grads, RowCache};
+use crate::layer::{Grads, Normalisation, RowCache};
 use crate::margin::{Margin, Mode};
 
 /// Runs the margin kernels under the CPU emulator: the default [`KernelChoice`]
@@ -133,6 +134,45 @@ fn download(buf: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<Array2<
     })
 }
 
+/// `factor·v_i/‖v_i‖` for the `rows` rows of `v` (the `row_scale` kernel).
+fn scaled(
+    name: &str,
+    v: &DeviceBuffer<f32>,
+    norms: &DeviceBuffer<f64>,
+    rows: usize,
+    d: usize,
+    factor: f32,
+) -> Result<DeviceBuffer<f32>> {
+    let plan = row_scale_plan(rows, d, factor)?;
+    let out = DeviceBuffer::<f32>::uninit(rows * d).named(name);
+    let (vv, nv, ov) = (v.view(), norms.view(), out.view_mut());
+    launch(&config(&plan.plan), plan.plan.kernel, || {
+        row_scale(plan.params, vv, nv, ov)
+    })
+    .map_err(backend_error)?;
+    Ok(out)
+}
+
+/// The backward of [`scaled`] (the `row_project` kernel).
+fn projected(
+    name: &str,
+    v: &DeviceBuffer<f32>,
+    norms: &DeviceBuffer<f64>,
+    dv_scaled: &DeviceBuffer<f32>,
+    rows: usize,
+    d: usize,
+    factor: f32,
+) -> Result<DeviceBuffer<f32>> {
+    let plan = row_project_plan(rows, d, factor)?;
+    let out = DeviceBuffer::<f32>::uninit(rows * d).named(name);
+    let (vv, nv, gv, ov) = (v.view(), norms.view(), dv_scaled.view(), out.view_mut());
+    launch(&config(&plan.plan), plan.plan.kernel, || {
+        row_project(plan.params, vv, nv, gv, ov)
+    })
+    .map_err(backend_error)?;
+    Ok(out)
+}
+
 impl Backend for EmulatedBackend {
     fn name(&self) -> &'static str {
         NAME
@@ -203,6 +243,17 @@ impl Backend for EmulatedVariant {
                 DeviceBuffer::<f64>::zeroed(0).named("w_norms (unused)"),
             )
         };
+        // The normalised margins multiply X̃ = S·x/‖x‖ (SphereFace: X) and Ŵ = w/‖w‖.
+        let x_scale = margin.feature_scale();
+        let (xb, wb) = if margin.is_normalised() {
+            let xt = match x_scale {
+                Some(s) => scaled("x_scaled", &xb, &x_norms, n, d, s)?,
+                None => xb,
+            };
+            (xt, scaled("w_scaled", &wb, &w_norms, c, d, 1.0)?)
+        } else {
+            (xb, wb)
+        };
         let args = (
             xb.view(),
             wb.view(),
@@ -223,6 +274,11 @@ impl Backend for EmulatedVariant {
             p: p.to_vec(),
             alpha_scale: alpha_scale.to_vec(),
             gamma_scale: gamma_scale.to_vec(),
+            normalisation: margin.is_normalised().then(|| Normalisation {
+                x_norms: x_norms.to_vec(),
+                w_norms: w_norms.to_vec(),
+                x_scale,
+            }),
         };
         Ok((download(&out, n, c)?, cache))
     }
@@ -251,8 +307,39 @@ impl Backend for EmulatedVariant {
         let ig = input_grad_launch(n, d, c, self.choice)?;
         let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
         let (_, margin_input_grad, margin_weight_grad) = kernels(self.choice.variant);
-        let xb = upload("x", x);
-        let wb = upload("w", w);
+        let x_raw = upload("x", x);
+        let w_raw = upload("w", w);
+        // Normalised margins: the GEMMs run on X̃, Ŵ rebuilt from the cached norms, and
+        // their gradients are projected back below.
+        let norms = match &cache.normalisation {
+            Some(nm) => {
+                if nm.x_norms.len() != n || nm.w_norms.len() != c {
+                    return Err(Error::Shape(format!(
+                        "row cache norms have {} and {} entries but x has {n} rows and w {c}",
+                        nm.x_norms.len(),
+                        nm.w_norms.len()
+                    )));
+                }
+                Some((
+                    DeviceBuffer::from_slice(&nm.x_norms).named("x_norms"),
+                    DeviceBuffer::from_slice(&nm.w_norms).named("w_norms"),
+                    nm.x_scale,
+                ))
+            }
+            None => None,
+        };
+        let (xt, wt) = match &norms {
+            Some((xn, wn, x_scale)) => (
+                match x_scale {
+                    Some(s) => Some(scaled("x_scaled", &x_raw, xn, n, d, *s)?),
+                    None => None,
+                },
+                Some(scaled("w_scaled", &w_raw, wn, c, d, 1.0)?),
+            ),
+            None => (None, None),
+        };
+        let xb = xt.as_ref().unwrap_or(&x_raw);
+        let wb = wt.as_ref().unwrap_or(&w_raw);
         let gb = upload("dout", dout);
         let yb = upload_labels(labels, c)?;
         let pb = DeviceBuffer::from_slice(&cache.p).named("p");
@@ -299,6 +386,16 @@ impl Backend for EmulatedVariant {
             margin_weight_grad(wg.params, gv, xv, wv, yv, pv, sgv, dwv)
         })
         .map_err(backend_error)?;
+        let (dx, dw) = match &norms {
+            Some((xn, wn, x_scale)) => {
+                let dx = match x_scale {
+                    Some(s) => projected("dx", &x_raw, xn, &dx, n, d, *s)?,
+                    None => dx,
+                };
+                (dx, projected("dw", &w_raw, wn, &dw, c, d, 1.0)?)
+            }
+            None => (dx, dw),
+        };
         Ok(Grads {
             dx: download(&dx, n, d)?,
             dw: download(&dw, c, d)?,

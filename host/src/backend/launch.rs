@@ -10,9 +10,11 @@
 
 use kernels_gpu::params::{
     FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, KernelMode,
-    MarginKind, NORM_LANES, NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, ROW_NORMS_KERNEL,
-    RowNormsParams, SPLITK_KERNEL, SPLITK_REDUCE_KERNEL, SPLITK_REDUCE_THREADS, SplitKParams,
-    THREADS, TILE, WEIGHT_GRAD_KERNEL, wide_shared_bytes,
+    MarginKind, NORM_LANES, NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS,
+    PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL,
+    ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, SPLITK_KERNEL,
+    SPLITK_REDUCE_KERNEL, SPLITK_REDUCE_THREADS, SplitKParams, THREADS, TILE, WEIGHT_GRAD_KERNEL,
+    wide_shared_bytes,
 };
 
 use crate::error::{Error, Result};
@@ -147,6 +149,25 @@ impl std::fmt::Display for KernelVariant {
     }
 }
 
+/// PTX entries of the rungs above rung 0 and of split-K: `lsoftmax ptx --check` fails if
+/// one is missing (rung 0's are in `ptx::EXPECTED_ENTRIES`).
+pub const LADDER_ENTRIES: &[&str] = &[
+    "margin_forward_unrolled",
+    "margin_input_grad_unrolled",
+    "margin_weight_grad_unrolled",
+    "margin_forward_micro8",
+    "margin_input_grad_micro8",
+    "margin_weight_grad_micro8",
+    "margin_forward_ldg",
+    "margin_input_grad_ldg",
+    "margin_weight_grad_ldg",
+    "margin_forward_dbuf",
+    "margin_input_grad_dbuf",
+    "margin_weight_grad_dbuf",
+    SPLITK_KERNEL,
+    SPLITK_REDUCE_KERNEL,
+];
+
 /// Whether the input gradient may be split along K = C ([`input_grad_launch`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SplitK {
@@ -234,10 +255,119 @@ fn gemm_plan(kernel: &'static str, grid: (u32, u32, u32)) -> LaunchPlan {
     }
 }
 
-/// Whether the forward pass needs [`row_norms_plan`] first: only L-Softmax in training
-/// reads `‖x_i‖` and `‖w_{y_i}‖`.
+/// Whether the forward pass needs [`row_norms_plan`] first: L-Softmax in training reads
+/// `‖x_i‖` and `‖w_{y_i}‖`; the normalised margins need the norms in both modes.
 pub fn needs_row_norms(margin: Margin, mode: Mode) -> bool {
-    mode == Mode::Train && matches!(margin, Margin::LSoftmax { .. })
+    (mode == Mode::Train && matches!(margin, Margin::LSoftmax { .. })) || margin.is_normalised()
+}
+
+/// `row_scale(params, v: rows×D, norms: rows f64, out: rows×D)`: `out_i = factor·v_i/‖v_i‖`.
+/// Grid `⌈rows·D/256⌉` blocks of 256 threads, no shared memory.
+pub fn row_scale_plan(rows: usize, d: usize, factor: f32) -> Result<KernelLaunch<RowScaleParams>> {
+    let (r32, d32) = (to_u32("rows", rows)?, to_u32("D", d)?);
+    let threads = NORMALISE_THREADS as usize;
+    let blocks = rows
+        .checked_mul(d)
+        .map(|e| e.div_ceil(threads) as u64)
+        .filter(|&b| b <= MAX_GRID_X)
+        .ok_or_else(|| {
+            Error::Shape(format!(
+                "{ROW_SCALE_KERNEL}: {rows} rows of D = {d} need more than {MAX_GRID_X} blocks"
+            ))
+        })?;
+    Ok(KernelLaunch {
+        plan: LaunchPlan {
+            kernel: ROW_SCALE_KERNEL,
+            grid: (blocks as u32, 1, 1),
+            block: (NORMALISE_THREADS, 1, 1),
+            shared_bytes: 0,
+        },
+        params: RowScaleParams {
+            rows: r32,
+            d: d32,
+            factor,
+        },
+    })
+}
+
+/// `row_project(params, v: rows×D, norms: rows f64, dv_scaled: rows×D, dv: rows×D)`:
+/// the backward of [`row_scale_plan`]'s map. Grid `⌈rows/8⌉` blocks of 32×8 threads (8
+/// rows per block), one f64 per thread of shared memory.
+pub fn row_project_plan(
+    rows: usize,
+    d: usize,
+    factor: f32,
+) -> Result<KernelLaunch<RowScaleParams>> {
+    let (r32, d32) = (to_u32("rows", rows)?, to_u32("D", d)?);
+    let blocks = rows.div_ceil(PROJECT_ROWS_PER_BLOCK as usize) as u64;
+    if blocks > MAX_GRID_X {
+        return Err(Error::Shape(format!(
+            "{ROW_PROJECT_KERNEL}: {rows} rows need {blocks} blocks, beyond CUDA's {MAX_GRID_X}"
+        )));
+    }
+    Ok(KernelLaunch {
+        plan: LaunchPlan {
+            kernel: ROW_PROJECT_KERNEL,
+            grid: (blocks as u32, 1, 1),
+            block: (PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, 1),
+            shared_bytes: PROJECT_SHARED_BYTES,
+        },
+        params: RowScaleParams {
+            rows: r32,
+            d: d32,
+            factor,
+        },
+    })
+}
+
+/// The forward kernel's parameters for `margin` and `mode` on an `n×d` by `c×d` problem
+/// (sizes already checked to fit `u32`).
+pub fn forward_params(n: u32, d: u32, c: u32, margin: Margin, mode: Mode) -> ForwardParams {
+    let mut p = ForwardParams {
+        n,
+        d,
+        c,
+        margin: MarginKind::Plain,
+        mode: match mode {
+            Mode::Train => KernelMode::Train,
+            Mode::Infer => KernelMode::Infer,
+        },
+        m: 1,
+        k: 1.0,
+        beta: 0.0,
+        s: 1.0,
+        m1: 1.0,
+        m2: 0.0,
+        m3: 0.0,
+    };
+    match margin {
+        Margin::Plain => {}
+        Margin::Simplified { k } => {
+            p.margin = MarginKind::Simplified;
+            p.k = k;
+        }
+        Margin::LSoftmax { m, beta } => {
+            p.margin = MarginKind::LSoftmax;
+            (p.m, p.beta) = (m, beta);
+        }
+        Margin::SphereFace { m, beta } => {
+            p.margin = MarginKind::SphereFace;
+            (p.m, p.beta) = (m, beta);
+        }
+        Margin::CosFace { s, m } => {
+            p.margin = MarginKind::CosFace;
+            (p.s, p.m3) = (s, m);
+        }
+        Margin::ArcFace { s, m } => {
+            p.margin = MarginKind::ArcFace;
+            (p.s, p.m2) = (s, m);
+        }
+        Margin::Combined { s, m1, m2, m3 } => {
+            p.margin = MarginKind::Combined;
+            (p.s, p.m1, p.m2, p.m3) = (s, m1, m2, m3);
+        }
+    }
+    p
 }
 
 /// `row_norms(params, x: N×D, w: C×D, x_norms: N f64, w_norms: C f64)`:
@@ -292,11 +422,6 @@ pub fn forward_launch(
     variant: KernelVariant,
 ) -> Result<KernelLaunch<ForwardParams>> {
     let (n32, d32, c32) = dims(n, d, c)?;
-    let (kind, k, m, beta) = match margin {
-        Margin::Plain => (MarginKind::Plain, 1.0, 1, 0.0),
-        Margin::Simplified { k } => (MarginKind::Simplified, k, 1, 0.0),
-        Margin::LSoftmax { m, beta } => (MarginKind::LSoftmax, 1.0, m, beta),
-    };
     Ok(KernelLaunch {
         plan: variant.plan(
             variant.entries()[0],
@@ -307,19 +432,7 @@ pub fn forward_launch(
                 ("C", c),
             )?,
         ),
-        params: ForwardParams {
-            n: n32,
-            d: d32,
-            c: c32,
-            margin: kind,
-            mode: match mode {
-                Mode::Train => KernelMode::Train,
-                Mode::Infer => KernelMode::Infer,
-            },
-            m,
-            k,
-            beta,
-        },
+        params: forward_params(n32, d32, c32, margin, mode),
     })
 }
 
@@ -507,6 +620,8 @@ pub fn block_shape(kernel: &str) -> Option<(u32, u32)> {
         plans.push(partial.plan);
         plans.push(reduce.plan);
     }
+    plans.push(row_scale_plan(1, 1, 1.0).ok()?.plan);
+    plans.push(row_project_plan(1, 1, 1.0).ok()?.plan);
     plans
         .iter()
         .find(|p| p.kernel == kernel)
@@ -573,6 +688,14 @@ mod tests {
             );
         }
         assert_eq!(KernelVariant::default(), KernelVariant::Ldg);
+        for v in &KernelVariant::ALL[1..] {
+            for e in v.entries() {
+                assert!(
+                    LADDER_ENTRIES.contains(&e),
+                    "{e} missing from LADDER_ENTRIES"
+                );
+            }
+        }
         assert_eq!(block_shape(SPLITK_REDUCE_KERNEL), Some((256, 0)));
     }
 

@@ -7,12 +7,14 @@ use crate::error::Result;
 use crate::layer::RowCache;
 use crate::margin::{Margin, Mode};
 
+pub mod abi;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod emulated;
 mod flops;
 pub mod launch;
+pub mod ptx;
 
 pub use cpu::{CPU, CpuBackend};
 #[cfg(feature = "cuda")]
@@ -20,6 +22,7 @@ pub use cuda::CudaBackend;
 pub use emulated::{EmulatedBackend, EmulatedVariant};
 pub use flops::MarginKernel;
 pub use launch::{KernelChoice, KernelVariant, SplitK};
+pub use ptx::PtxBackend;
 
 /// `LSOFTMAX_REQUIRE_CUDA`: set to `1` on a machine that has a GPU (a GPU CI) to make a
 /// CUDA backend that is unavailable (no driver, no device, no `cuda` feature) a failure
@@ -43,6 +46,9 @@ pub enum BackendKind {
     /// `CudaBackend`: the PTX kernels on CUDA device 0 (needs the `cuda` feature; without
     /// it, choosing this backend is an error that says so).
     Cuda,
+    /// [`PtxBackend`]: the PTX module the CUDA backend embeds, run by the CPU PTX
+    /// interpreter (needs the nightly toolchain to build the PTX).
+    Ptx,
 }
 
 impl BackendKind {
@@ -58,6 +64,7 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => Ok(Box::new(CpuBackend)),
             BackendKind::Emulated => Ok(Box::new(EmulatedVariant { choice })),
+            BackendKind::Ptx => Ok(Box::new(PtxBackend::new()?.with_kernels(choice))),
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => Ok(Box::new(CudaBackend::new()?.with_kernels(choice))),
             #[cfg(not(feature = "cuda"))]

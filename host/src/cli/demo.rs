@@ -40,12 +40,17 @@ pub struct Args {
     /// Folder for metrics.json and features.png of the toy model.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
     pub out: PathBuf,
+    /// Backend of step 2 (the kernels against the reference): by default CUDA if a device
+    /// answers, else the emulator; `ptx` runs the PTX module on the CPU interpreter.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
 }
 
 impl Default for Args {
     fn default() -> Self {
         Args {
             out: PathBuf::from(DEFAULT_OUT),
+            backend: None,
         }
     }
 }
@@ -59,7 +64,7 @@ macro_rules! out {
 
 /// Runs the demo: exit 0 if all checks pass, 1 if one fails or a step errors.
 pub fn run(args: Args) -> ExitCode {
-    match demo(&args.out) {
+    match demo(&args.out, args.backend) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -69,10 +74,16 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn demo(out_dir: &Path) -> Result<bool> {
+fn demo(out_dir: &Path, choice: Option<BackendKind>) -> Result<bool> {
     let start = Instant::now();
-    // First, so that a CUDA backend that fails to start stops the demo at once.
-    let (backend, why) = best_kernel_backend()?;
+    // First, so that a backend that fails to start stops the demo at once.
+    let (backend, why) = match choice {
+        Some(kind) => (
+            Arc::from(kind.instance()?),
+            "chosen with --backend".to_string(),
+        ),
+        None => best_kernel_backend()?,
+    };
     let grads_ok = gradient_check()?;
     let kernels_ok = kernel_check(backend.as_ref(), &why)?;
     toy_model(out_dir, backend)?;
@@ -173,6 +184,11 @@ fn kernel_check_cases() -> Vec<(Margin, Mode)> {
     }
     v.extend(Margin::lsoftmax(4, 1.0).map(|m| (m, Mode::Train)));
     v.extend(Margin::lsoftmax(4, 0.0).map(|m| (m, Mode::Infer)));
+    v.extend(Margin::sphereface(4, 0.0).map(|m| (m, Mode::Train)));
+    v.extend(Margin::cosface(16.0, 0.2).map(|m| (m, Mode::Train)));
+    v.extend(Margin::arcface(8.0, 0.5).map(|m| (m, Mode::Train)));
+    v.extend(Margin::combined(8.0, 1.35, 0.25, 0.1).map(|m| (m, Mode::Train)));
+    v.extend(Margin::arcface(8.0, 0.5).map(|m| (m, Mode::Infer)));
     v
 }
 

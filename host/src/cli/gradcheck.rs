@@ -18,8 +18,9 @@ use crate::operator::MarginOperator;
 /// Check the analytic gradients of the margin layer against central differences (f64).
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Margin to check (repeatable); default: plain, simplified k in {0.3, 1}, and
-    /// lsoftmax m in 1..=4 with beta in {0, 0.7}.
+    /// Margin to check (repeatable); default: plain, simplified k in {0.3, 1},
+    /// lsoftmax m in 1..=4 with beta in {0, 0.7}, sphereface (m=4; m=2,beta=0.7),
+    /// cosface s=16,m=0.2, arcface s=8,m=0.5 and two combined margins.
     #[arg(long = "margin", value_name = "SPEC", value_parser = Margin::parse)]
     margins: Vec<Margin>,
     /// Rows N of X.
@@ -59,6 +60,12 @@ pub fn default_margins() -> Vec<Margin> {
             v.extend(Margin::lsoftmax(m, beta));
         }
     }
+    v.extend(Margin::sphereface(4, 0.0));
+    v.extend(Margin::sphereface(2, 0.7));
+    v.extend(Margin::cosface(16.0, 0.2));
+    v.extend(Margin::arcface(8.0, 0.5));
+    v.extend(Margin::combined(8.0, 1.0, 0.2, 0.1));
+    v.extend(Margin::combined(8.0, 1.35, 0.25, 0.1));
     v
 }
 

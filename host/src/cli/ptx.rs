@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use crate::backend::launch::{self, LaunchPlan};
+use crate::backend::launch::{self, InputGradLaunch, KernelChoice, KernelVariant, LaunchPlan};
 use crate::ptx::report::{self, ResourceReport};
 use crate::ptx::sass_report::{self, Anchors, SassRow};
 use crate::ptx::{
@@ -74,6 +74,25 @@ pub struct Args {
     /// workspace).
     #[arg(long, value_name = "FILE")]
     anchors: Option<PathBuf>,
+    /// Run the margin kernels' PTX on the CPU interpreter for one training problem of this
+    /// shape and print warp-level statistics per kernel and PTX line (global sectors per
+    /// request, shared bank conflicts, instruction counts). Needs no ptxas.
+    #[arg(long, value_name = "N,D,C", value_parser = parse_shape)]
+    sim: Option<(usize, usize, usize)>,
+    /// With --sim: report only kernels whose entry name contains this (repeatable).
+    #[arg(long, value_name = "NAME", requires = "sim")]
+    kernel: Vec<String>,
+    /// With --sim: the margin of the forward pass.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "lsoftmax:m=4,beta=0",
+        requires = "sim"
+    )]
+    margin: String,
+    /// With --sim: interpret this PTX file instead of building the kernels.
+    #[arg(long, value_name = "FILE", requires = "sim")]
+    ptx: Option<PathBuf>,
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
@@ -150,6 +169,13 @@ impl From<crate::Error> for Failure {
 
 /// `Ok(true)` if everything passed.
 fn run_inner(args: &Args) -> Result<bool, Failure> {
+    if let Some(shape) = args.sim {
+        let margin = crate::margin::Margin::parse(&args.margin)
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let report = super::ptx_sim::report(shape, margin, &args.kernel, args.ptx.as_deref())?;
+        print!("{report}");
+        return Ok(true);
+    }
     // Read the baseline first: a bad file should not cost a PTX build.
     let baseline = match &args.baseline {
         Some(path) => Some(read_report(path)?),
@@ -240,8 +266,17 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
             println!("  {w}");
         }
         saved.archs.insert(arch.to_string(), rows);
-        let expected: &[&str] = if args.check { EXPECTED_ENTRIES } else { &[] };
-        let problems = ptx::gate_problems(&report, &entries, expected);
+        // Rung 0's kernels and the kernel ladder's variants (backend/launch.rs).
+        let expected: Vec<&str> = if args.check {
+            EXPECTED_ENTRIES
+                .iter()
+                .chain(crate::backend::launch::LADDER_ENTRIES)
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let problems = ptx::gate_problems(&report, &entries, &expected);
         for p in &problems {
             println!("  FAIL [{arch}] {p}");
         }
@@ -452,7 +487,7 @@ fn waves_table((n, d, c): (usize, usize, usize), saved: &ResourceReport) -> crat
         }
         let _ = writeln!(
             s,
-            "  {:<20} grid {:>6} x {:>5} x {} = {:>8} blocks   {}",
+            "  {:<32} grid {:>6} x {:>5} x {:>2} = {:>8} blocks   {}",
             plan.kernel,
             plan.grid.0,
             plan.grid.1,
@@ -464,16 +499,30 @@ fn waves_table((n, d, c): (usize, usize, usize), saved: &ResourceReport) -> crat
     Ok(s)
 }
 
-/// The launch plans of the crate's margin kernels for one problem (the grids do not depend
-/// on the margin or the mode).
+/// The launch plans of the crate's margin kernels for one problem: row norms, then per
+/// kernel-ladder variant the forward, input-grad (as `SplitK::Auto` would launch it: the
+/// direct kernel, or split-K's partial and reduce kernels) and weight-grad launches. The
+/// grids do not depend on the margin or the mode.
 fn plans_for_shape(n: usize, d: usize, c: usize) -> crate::Result<Vec<LaunchPlan>> {
     use crate::margin::{Margin, Mode};
-    Ok(vec![
-        launch::row_norms_plan(n, d, c)?.plan,
-        launch::forward_plan(n, d, c, Margin::Plain, Mode::Train)?.plan,
-        launch::input_grad_plan(n, d, c)?.plan,
-        launch::weight_grad_plan(n, d, c)?.plan,
-    ])
+    let mut plans = vec![launch::row_norms_plan(n, d, c)?.plan];
+    for variant in KernelVariant::ALL {
+        plans.push(launch::forward_launch(n, d, c, Margin::Plain, Mode::Train, variant)?.plan);
+        match launch::input_grad_launch(n, d, c, KernelChoice::variant(variant))? {
+            InputGradLaunch::Direct(l) => plans.push(l.plan),
+            InputGradLaunch::Split {
+                partial, reduce, ..
+            } => {
+                plans.push(partial.plan);
+                plans.push(reduce.plan);
+            }
+        }
+        plans.push(launch::weight_grad_launch(n, d, c, variant)?.plan);
+    }
+    // Several variants share the split-K kernels: list each kernel once.
+    let mut seen = std::collections::BTreeSet::new();
+    plans.retain(|p| seen.insert(p.kernel));
+    Ok(plans)
 }
 
 fn opt_path(p: Option<std::path::Display<'_>>) -> String {
@@ -496,10 +545,11 @@ fn summary(ok: bool, output: &PtxOutput, density_gate: bool) {
     if ok {
         println!(
             "ptx check: OK ({} assembled for {} with no errors, no spills; expected \
-             entries present: {}{})",
+             entries present: {} and the {} kernel-ladder entries{})",
             output.path.display(),
             CHECK_ARCHS.join(", "),
             EXPECTED_ENTRIES.join(", "),
+            crate::backend::launch::LADDER_ENTRIES.len(),
             if density_gate {
                 "; no FFMA density dropped by more than 0.02 from the baseline"
             } else {

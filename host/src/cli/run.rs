@@ -46,6 +46,10 @@ pub struct Args {
     /// kernel ladder; all give the same results). Default: the best-ranked one.
     #[arg(long, value_enum, value_name = "NAME", default_value_t = KernelVariant::default())]
     kernel: KernelVariant,
+    /// Run this PTX module (e.g. a hand-edited copy of `lsoftmax ptx --line-info --arch
+    /// sm_70 --out FILE`) on the PTX interpreter; implies `--backend ptx`.
+    #[arg(long, value_name = "FILE")]
+    ptx: Option<PathBuf>,
     /// Output folder (created only once everything has been computed).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -149,9 +153,15 @@ fn compute(args: &Args) -> Result<Outputs> {
         }
         None => None,
     };
-    let backend = args
-        .backend
-        .instance_with(KernelChoice::variant(args.kernel))?;
+    let backend: Box<dyn crate::backend::Backend> = match &args.ptx {
+        Some(path) => Box::new(
+            crate::backend::PtxBackend::from_file(path)?
+                .with_kernels(KernelChoice::variant(args.kernel)),
+        ),
+        None => args
+            .backend
+            .instance_with(KernelChoice::variant(args.kernel))?,
+    };
     let fwd = forward_on(backend.as_ref(), x.view(), w.view(), &labels, margin, mode)?;
     let grads = match &dout {
         Some(g) => {

@@ -124,5 +124,13 @@ fn train_and_report(args: &Args, config: &TrainConfig) -> Result<()> {
             order.join(" | ")
         );
     }
+    let target_png = args.out.join("target-logits.png");
+    crate::train::plot::write_target_logit_plot(&target_png, &args.margins)?;
+    let order: Vec<String> = args.margins.iter().map(Margin::to_string).collect();
+    println!(
+        "wrote {} (target logit / S against θ in [0, π], grey: cos θ; colours in order: {})",
+        target_png.display(),
+        order.join(" | ")
+    );
     Ok(())
 }

@@ -37,6 +37,17 @@ pub const MAX_PTX_ISA: (u32, u32) = (7, 0);
 /// The driver [`MAX_PTX_ISA`] needs, for messages and the README.
 pub const MIN_DRIVER: &str = "CUDA 11.0 (Linux driver R450, 450.51.06 or newer)";
 
+/// Architecture of the module the CUDA backend embeds (host/build.rs) and the `ptx`
+/// backend interprets: the lowest one the project checks with ptxas, so the driver can
+/// JIT the module on every later GPU. `LSOFTMAX_PTX_ARCH` overrides it (see
+/// [`embedded_arch`]).
+pub const EMBEDDED_ARCH: &str = "sm_70";
+
+/// [`EMBEDDED_ARCH`], or the value of `LSOFTMAX_PTX_ARCH` if set.
+pub fn embedded_arch() -> String {
+    std::env::var("LSOFTMAX_PTX_ARCH").unwrap_or_else(|_| EMBEDDED_ARCH.to_string())
+}
+
 /// The command that installs everything the PTX build and the ptxas check need.
 pub const SETUP_COMMAND: &str = "scripts/setup-ptx-tools";
 

@@ -42,6 +42,9 @@ pub const EXPECTED_ENTRIES: &[&str] = &[
     kernels_gpu::params::FORWARD_KERNEL,
     kernels_gpu::params::INPUT_GRAD_KERNEL,
     kernels_gpu::params::WEIGHT_GRAD_KERNEL,
+    // The normalisation kernels of CosFace, ArcFace, combined, SphereFace.
+    kernels_gpu::params::ROW_SCALE_KERNEL,
+    kernels_gpu::params::ROW_PROJECT_KERNEL,
 ];
 
 /// Architectures the ptxas gate assembles for: Volta, Ampere, Hopper.

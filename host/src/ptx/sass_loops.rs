@@ -11,8 +11,12 @@
 //! 3. **Main loop `L`.** The loop holding the most FFMA *in its own body* (its blocks minus
 //!    those of loops nested in it). Counting the own body picks the innermost loop that
 //!    does the arithmetic: an outer stage loop whose FFMA all sit in an inner loop owns
-//!    none, and a partially unrolled loop beats its remainder loop. A tie between two
-//!    loops is refused as ambiguous; a function whose loops own no FFMA has no main loop.
+//!    none, and a partially unrolled loop beats its remainder loop. Sibling loops tied
+//!    for the most FFMA are versions of one loop (the compiler duplicated it under a
+//!    loop-invariant condition, e.g. full tiles without bounds checks and edge tiles with
+//!    them): the copy whose stage has the highest FFMA density is reported and the others
+//!    are listed. A tie between nested loops is refused as ambiguous; a function whose
+//!    loops own no FFMA has no main loop.
 //! 4. **Accumulators and k-steps.** An FFMA of `L` is an *accumulator chain head* when its
 //!    addend register is not written earlier in `L`'s body (in address order from the
 //!    header): the value comes from the previous iteration. Their number `A` is the
@@ -386,6 +390,21 @@ pub struct MainLoop {
     pub k_steps_per_stage: u64,
     /// One stage as executed.
     pub stage: Mix,
+    /// Other copies of the main loop (loop versioning), not reported above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_versions: Vec<LoopVersion>,
+}
+
+/// A copy of the main loop that the compiler made under a loop-invariant condition and
+/// that the report did not pick (a lower FFMA density).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoopVersion {
+    /// Byte address span of the copy.
+    pub loop_span: (u64, u64),
+    /// Instructions of its stage.
+    pub instructions: u64,
+    /// Its stage's FFMA density.
+    pub ffma_density: f64,
 }
 
 /// What the loop finder concluded for one function.
@@ -492,28 +511,78 @@ pub fn analyse(f: &SassFunction) -> Verdict {
         return Verdict::NoFfmaLoop;
     };
     let winners: Vec<usize> = (0..loops.len()).filter(|&l| own[l] == best).collect();
-    if winners.len() > 1 {
-        let spans: Vec<String> = winners
-            .iter()
+    let spans = |ls: &[usize]| -> String {
+        ls.iter()
             .map(|&l| {
                 let (a, b) = span(ins, &cfg, &loops[l].blocks);
                 format!("{a:#x}..{b:#x}")
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let nested_tie = winners.iter().any(|&a| {
+        winners
+            .iter()
+            .any(|&b| a != b && loops[a].blocks.is_subset(&loops[b].blocks))
+    });
+    if nested_tie {
         return Verdict::Refused(format!(
-            "ambiguous main loop: loops {} each hold {best} FFMA",
-            spans.join(", ")
+            "ambiguous main loop: nested loops {} each hold {best} FFMA in their own body",
+            spans(&winners)
         ));
     }
-    let main = winners[0];
+    // Sibling loops with the same FFMA are versions of one loop: the compiler duplicated it
+    // under a loop-invariant condition (full tiles without bounds checks, edge tiles with
+    // them). The copy with the highest FFMA density is reported; the others are listed.
+    let mut versions: Vec<MainLoop> = Vec::new();
+    let mut refusals: Vec<String> = Vec::new();
+    for &w in &winners {
+        match stage_of(ins, &cfg, &loops, w) {
+            Ok(m) => versions.push(m),
+            Err(e) => refusals.push(e),
+        }
+    }
+    if versions.is_empty() {
+        return Verdict::Refused(refusals.join("; "));
+    }
+    let best_at = (0..versions.len())
+        .max_by(|&a, &b| {
+            versions[a]
+                .stage
+                .ffma_density()
+                .total_cmp(&versions[b].stage.ffma_density())
+                .then(b.cmp(&a))
+        })
+        .unwrap_or(0);
+    let mut main = versions.swap_remove(best_at);
+    versions.sort_by_key(|v| v.loop_span);
+    main.other_versions = versions
+        .iter()
+        .map(|v| LoopVersion {
+            loop_span: v.loop_span,
+            instructions: v.stage.instructions,
+            ffma_density: v.stage.ffma_density(),
+        })
+        .collect();
+    Verdict::Main(main)
+}
+
+/// The stage of main loop `main` (steps 4 to 6 of the module docs); `Err` says why it
+/// cannot be normalised.
+fn stage_of(
+    ins: &[Instruction],
+    cfg: &Cfg,
+    loops: &[Loop],
+    main: usize,
+) -> Result<MainLoop, String> {
     let main_blocks = &loops[main].blocks;
-    let loop_span = span(ins, &cfg, main_blocks);
+    let loop_span = span(ins, cfg, main_blocks);
 
     // Accumulator chain heads: FFMA whose addend was not written earlier in the iteration.
     let mut written: BTreeSet<u32> = BTreeSet::new();
     let mut accumulators = 0u64;
     let mut ffma_per_iteration = 0u64;
-    for k in iteration_order(&cfg, main_blocks, loops[main].header) {
+    for k in iteration_order(cfg, main_blocks, loops[main].header) {
         let i = &ins[k];
         if i.base() == "FFMA" {
             ffma_per_iteration += 1;
@@ -528,14 +597,14 @@ pub fn analyse(f: &SassFunction) -> Verdict {
     }
     let at = |s: (u64, u64)| format!("{:#x}..{:#x}", s.0, s.1);
     if accumulators == 0 {
-        return Verdict::Refused(format!(
+        return Err(format!(
             "main loop {} has {ffma_per_iteration} FFMA but no accumulator (every addend is \
              computed in the iteration), so no k-step can be defined",
             at(loop_span)
         ));
     }
     if !ffma_per_iteration.is_multiple_of(accumulators) {
-        return Verdict::Refused(format!(
+        return Err(format!(
             "main loop {}: {ffma_per_iteration} FFMA per iteration is not a multiple of its \
              {accumulators} accumulators, so it does not run whole k-steps",
             at(loop_span)
@@ -545,7 +614,7 @@ pub fn analyse(f: &SassFunction) -> Verdict {
 
     // Stage loop: the innermost loop containing L whose own body holds a barrier.
     let has_barrier = |l: usize| {
-        own_blocks(&loops, l)
+        own_blocks(loops, l)
             .iter()
             .flat_map(|&b| &ins[cfg.blocks[b].start..cfg.blocks[b].end])
             .any(|i| i.base() == "BAR")
@@ -562,23 +631,23 @@ pub fn analyse(f: &SassFunction) -> Verdict {
     let iterations_per_stage = if stage_loop == main {
         1
     } else {
-        match stage_constant(ins, &cfg, main_blocks, loops[main].header) {
+        match stage_constant(ins, cfg, main_blocks, loops[main].header) {
             Ok(depth) if depth.is_multiple_of(k_steps_per_iteration) && depth > 0 => {
                 depth / k_steps_per_iteration
             }
             Ok(depth) => {
-                return Verdict::Refused(format!(
+                return Err(format!(
                     "main loop {} runs {k_steps_per_iteration} k-steps per iteration, which \
                      does not divide the constant {depth} its exit compares against",
                     at(loop_span)
                 ));
             }
             Err(found) => {
-                return Verdict::Refused(format!(
+                return Err(format!(
                     "main loop {} is nested in the stage loop {} and its trip count is not \
                      static: its exit is decided by {found}, not by one constant",
                     at(loop_span),
-                    at(span(ins, &cfg, &loops[stage_loop].blocks))
+                    at(span(ins, cfg, &loops[stage_loop].blocks))
                 ));
             }
         }
@@ -594,15 +663,16 @@ pub fn analyse(f: &SassFunction) -> Verdict {
             stage.add(i, times);
         }
     }
-    Verdict::Main(MainLoop {
+    Ok(MainLoop {
         loop_span,
-        stage_span: span(ins, &cfg, &loops[stage_loop].blocks),
+        stage_span: span(ins, cfg, &loops[stage_loop].blocks),
         ffma_per_iteration,
         accumulators,
         k_steps_per_iteration,
         iterations_per_stage,
         k_steps_per_stage: k_steps_per_iteration * iterations_per_stage,
         stage,
+        other_versions: Vec::new(),
     })
 }
 
@@ -809,12 +879,29 @@ mod tests {
     }
 
     #[test]
+    fn versioned_loops_report_the_densest_copy_and_list_the_other() {
+        // Two sibling copies of a 2-FFMA loop; the second has a bounds check (8
+        // instructions instead of 6), like the edge-tile copy ptxas makes.
+        let m = main_loop("versioned_loops");
+        assert_eq!(m.loop_span, (0x10, 0x60));
+        assert_eq!((m.stage.instructions, m.stage.ffma), (6, 2));
+        assert_eq!(
+            m.other_versions,
+            [LoopVersion {
+                loop_span: (0x70, 0xe0),
+                instructions: 8,
+                ffma_density: 0.25
+            }]
+        );
+    }
+
+    #[test]
     fn refuses_ambiguous_and_dynamic_loops_with_the_reason() {
-        let Verdict::Refused(m) = analyse(&function("two_equal_loops")) else {
-            panic!("two equal loops must be refused");
+        let Verdict::Refused(m) = analyse(&function("nested_tie")) else {
+            panic!("nested loops with equal own FFMA must be refused");
         };
         assert!(m.contains("ambiguous"), "{m}");
-        assert!(m.contains("0x10..0x60") && m.contains("0x70..0xc0"), "{m}");
+        assert!(m.contains("0x10..0xa0") && m.contains("0x30..0x70"), "{m}");
 
         let Verdict::Refused(m) = analyse(&function("nested_dynamic_trip")) else {
             panic!("a trip count read from a parameter must be refused");

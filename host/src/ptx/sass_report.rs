@@ -247,6 +247,27 @@ pub fn table(arch: &str, rows: &[SassRow], anchors: Option<&Anchors>) -> String 
             st.local_loads + st.local_stores,
             bound,
         );
+        if !m.other_versions.is_empty() {
+            let others: Vec<String> = m
+                .other_versions
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{:#x}..{:#x} ({} instr, density {:.3})",
+                        v.loop_span.0, v.loop_span.1, v.instructions, v.ffma_density
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "    {}: also {} other cop{} of the main loop (the compiler versioned it under a \
+                 loop-invariant condition, e.g. edge tiles; the densest copy is shown): {}",
+                r.kernel,
+                others.len(),
+                if others.len() == 1 { "y" } else { "ies" },
+                others.join(", ")
+            );
+        }
     }
     s
 }
@@ -376,7 +397,7 @@ mod tests {
         // No model for sm_86: counts, no bound.
         assert!(find(&rows("sm_86"), "flat_stage").peak_bound.is_none());
         assert_eq!(find(&r80, "straight_line").status, LoopStatus::NoFfmaLoop);
-        let refused = find(&r80, "two_equal_loops");
+        let refused = find(&r80, "nested_tie");
         assert_eq!(refused.status, LoopStatus::Refused);
         assert!(refused.note.as_deref().unwrap().contains("ambiguous"));
 
@@ -387,6 +408,14 @@ mod tests {
         );
         assert!(table.contains("no FFMA loop"), "{table}");
         assert!(table.contains("refused: ambiguous"), "{table}");
+        assert!(
+            table.contains("versioned_loops: also 1 other copy of the main loop"),
+            "{table}"
+        );
+        assert!(
+            table.contains("0x70..0xe0 (8 instr, density 0.250)"),
+            "{table}"
+        );
         assert!(
             table.contains("8×64b") && table.contains("2×LDG.128"),
             "{table}"

@@ -5,7 +5,8 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, Zip};
 
 use super::DEGENERATE_NORM_PRODUCT;
-use crate::layer::{Grads, RowCache};
+use crate::backend::launch::forward_params;
+use crate::layer::{Grads, Normalisation, RowCache};
 use crate::margin::{Margin, Mode};
 
 /// `‖v‖`, accumulated in f64 so long rows lose nothing to f32 summation.
@@ -33,6 +34,11 @@ fn epilogue(margin: Margin, z: f32, a: f64, b: f64) -> (f32, f32, f32, f32) {
                 (z, 1.0, 0.0, 0.0)
             }
         }
+        // Not reached: forward sends these to `forward_normalised`.
+        Margin::CosFace { .. }
+        | Margin::ArcFace { .. }
+        | Margin::Combined { .. }
+        | Margin::SphereFace { .. } => (z, 1.0, 0.0, 0.0),
         Margin::LSoftmax { m, beta } => {
             let ab = a * b;
             if ab < DEGENERATE_NORM_PRODUCT {
@@ -52,6 +58,7 @@ fn epilogue(margin: Margin, z: f32, a: f64, b: f64) -> (f32, f32, f32, f32) {
 
 /// Forward: `F = X·Wᵀ` by one GEMM, then in training mode the margin epilogue on each
 /// row's target entry. Inputs must be validated ([`crate::layer::validate_inputs`]).
+/// The normalised margins run the same on `X̃`, `Ŵ` ([`forward_normalised`]).
 pub fn forward(
     x: ArrayView2<f32>,
     w: ArrayView2<f32>,
@@ -59,6 +66,9 @@ pub fn forward(
     margin: Margin,
     mode: Mode,
 ) -> (Array2<f32>, RowCache) {
+    if margin.is_normalised() {
+        return forward_normalised(x, w, labels, margin, mode);
+    }
     let n = x.nrows();
     let mut out = Array2::<f32>::zeros((n, w.nrows()));
     general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out);
@@ -81,11 +91,132 @@ pub fn forward(
     (out, cache)
 }
 
+/// `‖v_i‖` of every row, f64.
+pub fn row_norms(v: ArrayView2<f32>) -> Vec<f64> {
+    v.rows().into_iter().map(norm).collect()
+}
+
+/// `ṽ_i = factor·v_i/‖v_i‖` (0 for rows of norm below `f32::MIN_POSITIVE`), each element
+/// `(v·(factor·(1/‖v‖)))` in f64 rounded once, as the `row_scale` kernel does.
+pub fn row_scale(v: ArrayView2<f32>, norms: &[f64], factor: f32) -> Array2<f32> {
+    let mut out = v.to_owned();
+    for (mut row, &nrm) in out.rows_mut().into_iter().zip(norms) {
+        let scale = f64::from(factor) * inverse_norm(nrm);
+        row.mapv_inplace(|e| (f64::from(e) * scale) as f32);
+    }
+    out
+}
+
+/// The backward of [`row_scale`]: `dv_i = (f/‖v_i‖)·(dṽ_i − (v̂_i·dṽ_i)·v̂_i)`,
+/// `v̂ = v/‖v‖` (0 for degenerate rows), in f64, rounded once.
+pub fn row_project(
+    v: ArrayView2<f32>,
+    norms: &[f64],
+    factor: f32,
+    dv_scaled: ArrayView2<f32>,
+) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros(v.dim());
+    for (i, &nrm) in norms.iter().enumerate() {
+        let inv = inverse_norm(nrm);
+        let scale = f64::from(factor) * inv;
+        let dot: f64 = v
+            .row(i)
+            .iter()
+            .zip(dv_scaled.row(i))
+            .map(|(&e, &g)| f64::from(e) * inv * f64::from(g))
+            .sum();
+        for k in 0..v.ncols() {
+            let vhat = f64::from(v[[i, k]]) * inv;
+            out[[i, k]] = (scale * (f64::from(dv_scaled[[i, k]]) - dot * vhat)) as f32;
+        }
+    }
+    out
+}
+
+pub use kernels_gpu::normalise::inverse_norm;
+
+/// The normalised operands of `margin`: `X̃` (`S·x_i/‖x_i‖`, or `X` for SphereFace) and
+/// `Ŵ = w_j/‖w_j‖`.
+fn normalised_operands(
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    norms: &Normalisation,
+) -> (Array2<f32>, Array2<f32>) {
+    let xt = match norms.x_scale {
+        Some(s) => row_scale(x, &norms.x_norms, s),
+        None => x.to_owned(),
+    };
+    (xt, row_scale(w, &norms.w_norms, 1.0))
+}
+
+/// CosFace, ArcFace, combined, SphereFace: `F = X̃·Ŵᵀ` by one GEMM, then in training mode
+/// the kernels' epilogue ([`kernels_gpu::margin_math::target_epilogue`]) on each target.
+pub fn forward_normalised(
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    labels: &[usize],
+    margin: Margin,
+    mode: Mode,
+) -> (Array2<f32>, RowCache) {
+    let n = x.nrows();
+    let norms = Normalisation {
+        x_norms: row_norms(x),
+        w_norms: row_norms(w),
+        x_scale: margin.feature_scale(),
+    };
+    let (xt, wt) = normalised_operands(x, w, &norms);
+    let mut out = Array2::<f32>::zeros((n, w.nrows()));
+    general_mat_mul(1.0, &xt, &wt.t(), 0.0, &mut out);
+    let mut cache = RowCache::plain(n);
+    if mode == Mode::Train {
+        let params = forward_params(0, 0, 0, margin, mode);
+        for (i, &y) in labels.iter().enumerate() {
+            let e = kernels_gpu::margin_math::target_epilogue(
+                &params,
+                out[[i, y]],
+                norms.x_norms[i],
+                norms.w_norms[y],
+            );
+            out[[i, y]] = e.g;
+            cache.p[i] = e.p;
+            cache.alpha_scale[i] = e.alpha_scale;
+            cache.gamma_scale[i] = e.gamma_scale;
+        }
+    }
+    cache.normalisation = Some(norms);
+    (out, cache)
+}
+
+/// Backward: for the normalised margins, [`backward_gemm`] on `X̃`, `Ŵ` followed by
+/// [`row_project`] (of `dX̃` for CosFace, ArcFace, combined; of `dŴ` always); otherwise
+/// [`backward_gemm`] on `X`, `W`.
+pub fn backward(
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    labels: &[usize],
+    cache: &RowCache,
+    dout: ArrayView2<f32>,
+) -> Grads {
+    let Some(norms) = &cache.normalisation else {
+        return backward_gemm(x, w, labels, cache, dout);
+    };
+    let (xt, wt) = normalised_operands(x, w, norms);
+    let g = backward_gemm(xt.view(), wt.view(), labels, cache, dout);
+    let dx = match norms.x_scale {
+        Some(s) => row_project(x, &norms.x_norms, s, g.dx.view()),
+        None => g.dx,
+    };
+    Grads {
+        dx,
+        dw: row_project(w, &norms.w_norms, 1.0, g.dw.view()),
+    }
+}
+
 /// Backward: `dX = G·W`, `dW = Gᵀ·X` by two GEMMs on the unmodified `G`, then per row `i`
 /// (target `y = y_i`, `t = G_{i,y}`) the corrections that turn `G` into `G'` and add the
 /// diagonal terms: `dX_i += (p_i − 1)·t·w_y + α_i·x_i`, `dW_y += (p_i − 1)·t·x_i + t·γ-scale_i·w_y`.
 /// Correcting afterwards costs O((N + C)·D) instead of copying the N×C matrix `G`.
-pub fn backward(
+pub fn backward_gemm(
     x: ArrayView2<f32>,
     w: ArrayView2<f32>,
     labels: &[usize],

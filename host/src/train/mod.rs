@@ -279,7 +279,7 @@ pub fn train_one(
     let batches = train.len() / batch;
     let bar = progress_bar(config, margin, (config.epochs * batches) as u64);
     let beta_spec = match margin {
-        Margin::LSoftmax { beta, .. } => f64::from(beta),
+        Margin::LSoftmax { beta, .. } | Margin::SphereFace { beta, .. } => f64::from(beta),
         _ => 0.0,
     };
     let beta_at = |t: u64| match &config.beta_schedule {
@@ -350,7 +350,7 @@ pub fn train_one(
         seed: config.seed,
         backend: backend.name().to_string(),
         feature_dim: d,
-        final_beta: if matches!(margin, Margin::LSoftmax { .. }) {
+        final_beta: if matches!(margin, Margin::LSoftmax { .. } | Margin::SphereFace { .. }) {
             beta
         } else {
             0.0

@@ -89,6 +89,74 @@ pub fn write_feature_scatter(path: &Path, panels: &[Panel<'_>]) -> Result<()> {
     root.present().map_err(|e| file_err(&e))
 }
 
+/// The target logit of each margin against the angle θ ∈ [0, π] between a feature and
+/// its class weight, in units of the scale: `F_{i,y_i}/S` for CosFace, ArcFace and the
+/// combined margin, and `F_{i,y_i}` at `‖x‖ = ‖w‖ = 1` for the others (computed by
+/// [`crate::reference::naive`] on a 2-D problem), with `cos θ` as a grey reference.
+/// Colours follow [`class_color`] in the order given; the y range is `[-4, 1.1]` (L-Softmax
+/// and SphereFace with m = 4 reach −7 at θ = π and leave it at the bottom).
+pub fn write_target_logit_plot(path: &Path, margins: &[crate::margin::Margin]) -> Result<()> {
+    use crate::margin::Mode;
+    use crate::reference::naive;
+    let file_err = |e: &dyn std::fmt::Display| Error::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let w = ndarray::array![[1.0f64, 0.0]];
+    let curve = |m: crate::margin::Margin| -> Vec<(f64, f64)> {
+        let unit = f64::from(m.feature_scale().unwrap_or(1.0));
+        (0..=600)
+            .map(|i| {
+                let theta = std::f64::consts::PI * f64::from(i) / 600.0;
+                let x = ndarray::array![[theta.cos(), theta.sin()]];
+                let f = naive::forward(x.view(), w.view(), &[0], m, Mode::Train);
+                (theta, f[[0, 0]] / unit)
+            })
+            .collect()
+    };
+    let root = BitMapBackend::new(path, (640, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| file_err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(12)
+        .build_cartesian_2d(0.0..std::f64::consts::PI, -4.0..1.1)
+        .map_err(|e| file_err(&e))?;
+    let grey = RGBColor(200, 200, 200);
+    let draw = |chart: &mut ChartContext<'_, _, _>| -> std::result::Result<(), _> {
+        chart.draw_series([
+            PathElement::new(vec![(0.0, 0.0), (std::f64::consts::PI, 0.0)], grey),
+            PathElement::new(
+                (0..=300)
+                    .map(|i| {
+                        let t = std::f64::consts::PI * f64::from(i) / 300.0;
+                        (t, t.cos())
+                    })
+                    .collect::<Vec<_>>(),
+                grey.stroke_width(2),
+            ),
+        ])?;
+        for (k, &m) in margins.iter().enumerate() {
+            // Split at jumps (ArcFace's fallback) so they show as gaps, not vertical lines.
+            let pts = curve(m);
+            let mut seg = vec![pts[0]];
+            for pair in pts.windows(2) {
+                if (pair[1].1 - pair[0].1).abs() > 0.05 {
+                    chart.draw_series([PathElement::new(
+                        std::mem::take(&mut seg),
+                        class_color(k).stroke_width(3),
+                    )])?;
+                }
+                seg.push(pair[1]);
+            }
+            chart.draw_series([PathElement::new(seg, class_color(k).stroke_width(3))])?;
+        }
+        Ok(())
+    };
+    draw(&mut chart).map_err(|e: DrawingAreaErrorKind<_>| file_err(&e))?;
+    root.draw(&Rectangle::new([(0, 0), (639, 399)], BLACK))
+        .map_err(|e| file_err(&e))?;
+    root.present().map_err(|e| file_err(&e))
+}
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     panel: &Panel<'_>,

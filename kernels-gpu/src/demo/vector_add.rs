@@ -14,6 +14,20 @@ kernel! {
     }
 }
 
+kernel! {
+    /// `out[i·stride] = a[i·stride] + b[i·stride]` for `i·stride < n`: the same work per
+    /// thread as [`vector_add`], but the lanes of a warp touch addresses `4·stride` bytes
+    /// apart. A demonstration of uncoalesced access for the PTX backend's memory
+    /// statistics (`lsoftmax ptx --sim`): stride 1 needs 4 sectors of 32 bytes per warp
+    /// request, stride s ≥ 8 needs 32.
+    pub fn vector_add_strided(a: Global<f32>, b: Global<f32>, out: GlobalMut<f32>, n: u32, stride: u32) {
+        let i = global_thread_x() * stride as usize;
+        if i < n as usize {
+            out.set(i, a.get(i) + b.get(i));
+        }
+    }
+}
+
 /// Threads per block used by [`run`].
 pub const BLOCK: u32 = 128;
 
