@@ -138,22 +138,44 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
-/// The target directory of this build, from `OUT_DIR`
-/// (`<target>/[<triple>/]<profile>/build/<package>-<hash>/out`): the nearest ancestor that
-/// holds the `CACHEDIR.TAG` cargo writes at the root of every target directory, else the
-/// `<target>` of the plain layout.
+/// The target directory of this build, from `OUT_DIR`, whose layout is
+/// `<target>/<profile>/build/<package>-<hash>/out`, or
+/// `<target>/<triple>/<profile>/build/<package>-<hash>/out` with `--target`: the fourth
+/// ancestor, or the fifth when the fourth is the target triple (it is named like one and
+/// holds no `CACHEDIR.TAG`, the tag cargo writes at the root of a target directory it
+/// creates).
+///
+/// Only those two ancestors are candidates: a target directory nested in another one
+/// (`CARGO_TARGET_DIR=target/stand-in`, made before cargo ran, so without a tag of its
+/// own) must not resolve to the outer one.
 ///
 /// Why not `CARGO_TARGET_DIR`: cargo resolves a relative one against the directory it was
 /// started in, but build scripts run in the package's directory, so the same relative path
 /// names another folder here (and `--target-dir` or `build.target-dir` do not show up in
 /// the environment at all). `OUT_DIR` is always absolute.
 pub fn cargo_target_dir(out_dir: &Path) -> PathBuf {
-    out_dir
-        .ancestors()
-        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-        .or_else(|| out_dir.ancestors().nth(4))
-        .unwrap_or(out_dir)
-        .to_path_buf()
+    let mut up = out_dir.ancestors().skip(4);
+    let Some(plain) = up.next() else {
+        return out_dir.to_path_buf();
+    };
+    let tagged = plain.join("CACHEDIR.TAG").is_file();
+    match up.next() {
+        Some(outer) if !tagged && is_target_triple(plain) => outer.to_path_buf(),
+        _ => plain.to_path_buf(),
+    }
+}
+
+/// Whether a directory is named like a target triple: `$TARGET` when cargo set it (build
+/// scripts), else at least three `-`-separated parts (`x86_64-unknown-linux-gnu`,
+/// `nvptx64-nvidia-cuda`).
+fn is_target_triple(dir: &Path) -> bool {
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    match std::env::var("TARGET") {
+        Ok(triple) => name == triple,
+        Err(_) => name.split('-').count() >= 3,
+    }
 }
 
 /// Finds the `kernels-gpu` package from `start` or any of its ancestors: the directory
@@ -541,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn the_target_dir_is_found_from_out_dir_by_its_cachedir_tag() {
+    fn the_target_dir_is_found_from_out_dir() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("rel/target-gpu");
         for triple in [None, Some("x86_64-unknown-linux-gnu")] {
@@ -551,20 +573,31 @@ mod tests {
             }
             out.push("release/build/lsoftmax-host-0123abcd/out");
             std::fs::create_dir_all(&out).unwrap();
-            // Plain layout without the tag: four levels up.
-            let plain = if triple.is_none() {
-                target.clone()
-            } else {
-                out.ancestors().nth(4).unwrap().to_path_buf()
-            };
-            assert_eq!(cargo_target_dir(&out), plain, "{triple:?}");
+            assert_eq!(cargo_target_dir(&out), target, "{triple:?}, no tag");
             std::fs::write(
                 target.join("CACHEDIR.TAG"),
                 "Signature: 8a477f597d28d172789f06886806bc55",
             )
             .unwrap();
-            assert_eq!(cargo_target_dir(&out), target, "{triple:?}");
+            assert_eq!(cargo_target_dir(&out), target, "{triple:?}, tagged");
             std::fs::remove_file(target.join("CACHEDIR.TAG")).unwrap();
         }
+    }
+
+    #[test]
+    fn a_target_dir_nested_in_a_tagged_one_is_not_the_outer_one() {
+        // CARGO_TARGET_DIR=target/stand-in, created by a script before cargo (no tag),
+        // inside the workspace's tagged target/.
+        let root = tempfile::tempdir().unwrap();
+        let outer = root.path().join("target");
+        let inner = outer.join("stand-in");
+        let out = inner.join("debug/build/lsoftmax-host-0123abcd/out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(
+            outer.join("CACHEDIR.TAG"),
+            "Signature: 8a477f597d28d172789f06886806bc55",
+        )
+        .unwrap();
+        assert_eq!(cargo_target_dir(&out), inner);
     }
 }
