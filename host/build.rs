@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 // Only the build entry point is used here; the file's PTX inspection helpers serve
 // `lsoftmax ptx`.
 #[allow(dead_code)]
-#[path = "src/ptx/compile.rs"]
+#[path = "../tools/ptx-tools/src/compile.rs"]
 mod compile;
 
 fn main() {
@@ -40,7 +40,7 @@ fn build() -> Result<(), String> {
             kernels_dir.join(watched).display()
         );
     }
-    println!("cargo:rerun-if-changed=src/ptx/compile.rs");
+    println!("cargo:rerun-if-changed=../tools/ptx-tools/src/compile.rs");
     println!("cargo:rerun-if-env-changed=LSOFTMAX_PTX_ARCH");
     println!("cargo:rerun-if-env-changed={}", compile::NIGHTLY_ENV);
 

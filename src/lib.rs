@@ -1,4 +1,17 @@
-//! Facade of the margin-softmax crate: re-exports the host library (layer API, references,
-//! backends, tools) and the kernel crate, so tests, benches and users need one dependency.
+//! The `lsoftmax` command and the toy model, over the margin layer ([`lsoftmax_host`]),
+//! the kernels ([`kernels`]), the PTX interpreter ([`ptxsim`]) and the PTX tools
+//! ([`ptx_tools`]).
+//!
+//! - [`cli`]: argument parsing and printing of every subcommand.
+//! - [`train`]: the toy model (digits, small MLP + margin layer) that checks the margin
+//!   helps, and its plots.
+//!
+//! The layer's API is re-exported at the top, so tests, benches and users need one
+//! dependency.
 pub use kernels_gpu as kernels;
 pub use lsoftmax_host::*;
+pub use ptx_tools;
+pub use ptxsim;
+
+pub mod cli;
+pub mod train;

@@ -1,4 +1,4 @@
-//! The `lsoftmax` command: a thin entry into [`lsoftmax_host::cli`].
+//! The `lsoftmax` command: a thin entry into [`lsoftmax::cli`].
 fn main() -> std::process::ExitCode {
-    lsoftmax_host::cli::main()
+    lsoftmax::cli::main()
 }

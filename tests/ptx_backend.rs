@@ -20,11 +20,11 @@ use rand_chacha::ChaCha8Rng;
 fn module_text() -> Option<String> {
     static TEXT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
     let r = TEXT.get_or_init(|| {
-        let arch = lsoftmax::ptx::compile::embedded_arch();
-        match lsoftmax::ptx::build(&arch, true) {
+        let arch = lsoftmax::ptx_tools::compile::embedded_arch();
+        match lsoftmax::ptx_tools::build(&arch, true) {
             Ok(o) => Ok(o.text),
             // Only a missing toolchain skips (unless LSOFTMAX_REQUIRE_PTX=1, as in CI).
-            Err(e @ lsoftmax::Error::Toolchain { .. })
+            Err(e @ lsoftmax::ptx_tools::Error::Toolchain { .. })
                 if std::env::var_os("LSOFTMAX_REQUIRE_PTX").is_none() =>
             {
                 Err(e.to_string())

@@ -114,3 +114,17 @@ pub enum Error {
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ptx_tools::Error> for Error {
+    fn from(e: ptx_tools::Error) -> Self {
+        match e {
+            ptx_tools::Error::File { path, message } => Error::File { path, message },
+            ptx_tools::Error::Toolchain { tool, message } => Error::Toolchain { tool, message },
+            // `ptx_tools::Error` is non-exhaustive: a future variant keeps its message.
+            other => Error::Toolchain {
+                tool: "ptx tools".into(),
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Host side of the Large-Margin Softmax kernel crate.
+//! The Large-Margin Softmax layer on the host: margins, layer API, reference, backends.
 //!
 //! - [`layer`]: `forward`/`backward` of `F = X·Wᵀ` with a margin on the target logit.
 //! - [`margin`]: the margin functions and β schedules.
@@ -8,22 +8,19 @@
 //! - [`operator`], [`gradcheck`]: operators with forward/backward, and their finite-difference
 //!   check.
 //! - [`npy_io`]: `.npy` input and output for `lsoftmax run`.
-//! - [`ptx`]: the nvptx64 build of the kernels and the ptxas resource report.
-//! - [`cli`]: the `lsoftmax` command.
-//! - [`train`]: the toy model (digits, small MLP + margin layer) that checks the margin helps.
+//!
+//! The PTX interpreter ([`ptxsim`]) and the PTX build and reports ([`ptx_tools`]) are crates
+//! of their own under `tools/`; the `lsoftmax` command and the toy model are the root
+//! package.
 
 pub mod backend;
-pub mod cli;
 pub mod error;
 pub mod gradcheck;
 pub mod layer;
 pub mod margin;
 pub mod npy_io;
 pub mod operator;
-pub mod ptx;
-pub mod ptxsim;
 pub mod reference;
-pub mod train;
 
 pub use backend::Backend;
 pub use error::{Error, Result};

@@ -15,7 +15,7 @@ use kernels_gpu::params::{
 };
 
 use crate::error::{Error, Result};
-use crate::ptxsim::ParamDecl;
+use ptxsim::ParamDecl;
 
 /// The device-side ABI of `kernels_gpu::device::{Global, GlobalMut}`:
 /// `{u64 device address, u64 element count}`.

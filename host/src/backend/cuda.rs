@@ -50,7 +50,7 @@ use super::launch::{
 use crate::error::{Error, Result};
 use crate::layer::{Grads, RowCache};
 use crate::margin::{Margin, Mode};
-use crate::ptxsim::ParamDecl;
+use ptxsim::ParamDecl;
 
 /// The kernels' PTX (with `.loc` line info), built by `host/build.rs` exactly as
 /// `lsoftmax ptx` builds it.
@@ -256,7 +256,7 @@ impl CudaBackend {
     pub fn on_device(ordinal: u32) -> Result<Self> {
         // The entries' parameter lists first: a PTX whose declarations do not parse is a
         // build problem, reported before touching the driver.
-        let signatures = crate::ptxsim::entry_params(KERNELS_PTX)
+        let signatures = ptxsim::entry_params(KERNELS_PTX)
             .map_err(|e| backend_error(format!("the embedded PTX's .entry parameters: {e}")))?;
         driver::init().map_err(startup_err)?;
         let count = driver::device_count().map_err(startup_err)?;

@@ -1,6 +1,6 @@
 //! The `ptx` backend: the kernels' PTX module — the one the CUDA backend embeds, built by
-//! the same code (`ptx/compile.rs`, line info, [`crate::ptx::compile::EMBEDDED_ARCH`]) —
-//! executed by the CPU interpreter [`crate::ptxsim`], with parameter bytes packed by
+//! the same code (`ptx-tools`'s `compile.rs`, line info, [`ptx_tools::compile::EMBEDDED_ARCH`]) —
+//! executed by the CPU interpreter [`ptxsim`], with parameter bytes packed by
 //! [`super::abi`] exactly as for a CUDA launch.
 //!
 //! What it proves beyond the emulated backend: rustc's nvptx code generation, the
@@ -23,7 +23,7 @@ use super::launch::{
 use crate::error::{Error, Result};
 use crate::layer::{Grads, Normalisation, RowCache};
 use crate::margin::{Margin, Mode};
-use crate::ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
+use ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 
 const NAME: &str = "ptx";
 
@@ -67,10 +67,10 @@ impl PtxBackend {
         type Built = std::result::Result<(String, String), (Option<String>, String)>;
         static BUILT: OnceLock<Built> = OnceLock::new();
         let built = BUILT.get_or_init(|| {
-            let arch = crate::ptx::compile::embedded_arch();
-            match crate::ptx::build(&arch, true) {
+            let arch = ptx_tools::compile::embedded_arch();
+            match ptx_tools::build(&arch, true) {
                 Ok(out) => Ok((out.text, out.path.display().to_string())),
-                Err(Error::Toolchain { tool, message }) => Err((Some(tool), message)),
+                Err(ptx_tools::Error::Toolchain { tool, message }) => Err((Some(tool), message)),
                 Err(e) => Err((None, e.to_string())),
             }
         });
@@ -109,7 +109,7 @@ impl PtxBackend {
     }
 
     /// The parsed module.
-    pub fn module(&self) -> &crate::ptxsim::Module {
+    pub fn module(&self) -> &ptxsim::Module {
         self.base.module()
     }
 

@@ -1334,7 +1334,7 @@ fn compare(cmp: Cmp, ty: CmpTy, a: u64, b: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ptxsim::parse_module;
+    use crate::parse_module;
 
     /// A module with one kernel `k(u64 out, u32 n)` whose body is `body`.
     fn module(body: &str) -> Simulator {

@@ -364,8 +364,8 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ptx::sass::parse_listing;
-    use crate::ptx::sass_model::Limit;
+    use crate::sass::parse_listing;
+    use crate::sass_model::Limit;
 
     fn rows(arch: &str) -> Vec<SassRow> {
         parse_listing(include_str!("sass_fixtures/loops.sass"))

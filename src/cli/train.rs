@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use clap::Args as ClapArgs;
 
-use crate::backend::BackendKind;
-use crate::error::Result;
-use crate::margin::Margin;
 use crate::train::{self, Sgd, TrainConfig};
+use lsoftmax_host::backend::BackendKind;
+use lsoftmax_host::error::Result;
+use lsoftmax_host::margin::Margin;
 
 /// Train a small network with the margin layer on the 8×8 digits and compare margins.
 #[derive(Debug, ClapArgs)]
@@ -66,13 +66,13 @@ pub struct Args {
 /// starting: a CUDA driver error), training fails (divergence) or the outputs cannot be
 /// written.
 pub fn run(args: Args) -> ExitCode {
-    let fail = |e: crate::error::Error, code: u8| {
+    let fail = |e: lsoftmax_host::error::Error, code: u8| {
         eprintln!("error: {e}");
         ExitCode::from(code)
     };
     let config = match config_of(&args) {
         Ok(config) => config,
-        Err(e @ crate::error::Error::Backend { .. }) => return fail(e, 1),
+        Err(e @ lsoftmax_host::error::Error::Backend { .. }) => return fail(e, 1),
         Err(e) => return fail(e, 2),
     };
     match train_and_report(&args, &config) {

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result};
+use lsoftmax_host::error::{Error, Result};
 
 /// Number of digit classes.
 pub const DIGIT_CLASSES: usize = 10;

@@ -768,7 +768,7 @@ fn stage_constant(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ptx::sass::parse_listing;
+    use crate::sass::parse_listing;
 
     /// Hand-written listings; the expectations below are counted by hand from them.
     const FIXTURES: &str = include_str!("sass_fixtures/loops.sass");

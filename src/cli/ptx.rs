@@ -7,12 +7,28 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use crate::backend::launch::{self, InputGradLaunch, KernelChoice, KernelVariant, LaunchPlan};
-use crate::ptx::report::{self, ResourceReport};
-use crate::ptx::sass_report::{self, Anchors, SassRow};
-use crate::ptx::{
-    self, CHECK_ARCHS, CompileError, EXPECTED_ENTRIES, PtxOutput, compile, ptxas, sass, sass_model,
+use lsoftmax_host::backend::launch::{
+    self, InputGradLaunch, KernelChoice, KernelVariant, LaunchPlan,
 };
+use ptx_tools::report::{self, ResourceReport};
+use ptx_tools::sass_report::{self, Anchors, SassRow};
+use ptx_tools::{self, CHECK_ARCHS, CompileError, PtxOutput, compile, ptxas, sass, sass_model};
+
+/// Kernel entry points the PTX must contain: `lsoftmax ptx --check` fails if one is
+/// missing. One place for the whole list; append new kernels here.
+pub const EXPECTED_ENTRIES: &[&str] = &[
+    "vector_add",
+    "block_sum",
+    "transpose",
+    // The margin kernels, by the names the launch plans use (backend/launch.rs).
+    kernels_gpu::params::ROW_NORMS_KERNEL,
+    kernels_gpu::params::FORWARD_KERNEL,
+    kernels_gpu::params::INPUT_GRAD_KERNEL,
+    kernels_gpu::params::WEIGHT_GRAD_KERNEL,
+    // The normalisation kernels of CosFace, ArcFace, combined, SphereFace.
+    kernels_gpu::params::ROW_SCALE_KERNEL,
+    kernels_gpu::params::ROW_PROJECT_KERNEL,
+];
 
 /// Architectures `--sass` disassembles unless `--arch` names one: the two the static model
 /// and the cuBLAS anchors describe.
@@ -158,10 +174,19 @@ impl From<CompileError> for Failure {
     }
 }
 
-impl From<crate::Error> for Failure {
-    fn from(e: crate::Error) -> Self {
+impl From<ptx_tools::Error> for Failure {
+    fn from(e: ptx_tools::Error) -> Self {
         match e {
-            crate::Error::Toolchain { .. } => Failure::MissingTool(e.to_string()),
+            ptx_tools::Error::Toolchain { .. } => Failure::MissingTool(e.to_string()),
+            _ => Failure::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<lsoftmax_host::Error> for Failure {
+    fn from(e: lsoftmax_host::Error) -> Self {
+        match e {
+            lsoftmax_host::Error::Toolchain { .. } => Failure::MissingTool(e.to_string()),
             _ => Failure::Other(e.to_string()),
         }
     }
@@ -170,7 +195,7 @@ impl From<crate::Error> for Failure {
 /// `Ok(true)` if everything passed.
 fn run_inner(args: &Args) -> Result<bool, Failure> {
     if let Some(shape) = args.sim {
-        let margin = crate::margin::Margin::parse(&args.margin)
+        let margin = lsoftmax_host::margin::Margin::parse(&args.margin)
             .map_err(|e| Failure::BadInput(e.to_string()))?;
         let report = super::ptx_sim::report(shape, margin, &args.kernel, args.ptx.as_deref())?;
         print!("{report}");
@@ -192,7 +217,7 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
         None
     };
     let anchors = if args.sass { read_anchors(args)? } else { None };
-    let kernels_dir = ptx::locate_kernels_dir().map_err(|e| Failure::Other(e.to_string()))?;
+    let kernels_dir = ptx_tools::locate_kernels_dir().map_err(|e| Failure::Other(e.to_string()))?;
     // --check and --sass build for the lowest architecture only: PTX for `.target sm_70`
     // is valid input for every later architecture, and it is the module the CUDA backend
     // embeds and a driver would JIT on any of them, so both look at the PTX that ships.
@@ -205,8 +230,8 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
     // (host/build.rs), and ptxas allocates registers differently for it than for the PTX
     // without `.loc` lines (measured with ptxas 12.9, margin_input_grad on sm_90: 71 registers without, 66 with).
     let line_info = args.line_info || args.check;
-    let output = compile::build_ptx(&ptx::PtxBuild {
-        target_dir: ptx::default_target_dir(&kernels_dir),
+    let output = compile::build_ptx(&ptx_tools::PtxBuild {
+        target_dir: ptx_tools::default_target_dir(&kernels_dir),
         kernels_dir,
         arch: build_arch.to_string(),
         line_info,
@@ -216,7 +241,7 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
             .map_err(|e| Failure::Other(format!("{}: {e}", out.display())))?;
         println!("wrote {}", out.display());
     }
-    let entries = ptx::ptx_entries(&output.text);
+    let entries = ptx_tools::ptx_entries(&output.text);
     let sass_archs: Vec<String> = match (&args.arch, args.sass) {
         (_, false) => Vec::new(),
         (Some(a), true) if !args.check => vec![a.clone()],
@@ -237,7 +262,7 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
     println!(
         "PTX {} (.target {}, {} entries, {}), ptxas {}",
         output.path.display(),
-        ptx::ptx_target(&output.text).unwrap_or("?"),
+        ptx_tools::ptx_target(&output.text).unwrap_or("?"),
         entries.len(),
         if line_info {
             "with line info: the PTX the CUDA backend embeds"
@@ -257,7 +282,7 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
         } else {
             ptxas::run(&ptxas_path, &output.path, arch)?
         };
-        let rows = report::rows(arch, &report, &entries);
+        let rows = report::rows(arch, &report, &entries, launch::block_shape);
         print!("{}", report::table(arch, &rows));
         for name in entries.iter().filter(|e| report.function(e).is_none()) {
             println!("  {name}: not reported by ptxas");
@@ -270,13 +295,13 @@ fn run_inner(args: &Args) -> Result<bool, Failure> {
         let expected: Vec<&str> = if args.check {
             EXPECTED_ENTRIES
                 .iter()
-                .chain(crate::backend::launch::LADDER_ENTRIES)
+                .chain(lsoftmax_host::backend::launch::LADDER_ENTRIES)
                 .copied()
                 .collect()
         } else {
             Vec::new()
         };
-        let problems = ptx::gate_problems(&report, &entries, &expected);
+        let problems = ptx_tools::gate_problems(&report, &entries, &expected);
         for p in &problems {
             println!("  FAIL [{arch}] {p}");
         }
@@ -390,7 +415,7 @@ fn write_json(args: &Args, saved: &ResourceReport) -> Result<(), Failure> {
 fn read_anchors(args: &Args) -> Result<Option<Anchors>, Failure> {
     let (path, required) = match &args.anchors {
         Some(p) => (p.clone(), true),
-        None => match ptx::locate_kernels_dir() {
+        None => match ptx_tools::locate_kernels_dir() {
             Ok(k) => (
                 k.parent().unwrap_or(&k).join(sass_report::ANCHORS_PATH),
                 false,
@@ -453,7 +478,10 @@ fn print_anchors(anchors: Option<&Anchors>, archs: &[String]) {
 }
 
 /// `--shape`: each planned kernel's grid and its waves at the reported occupancy.
-fn waves_table((n, d, c): (usize, usize, usize), saved: &ResourceReport) -> crate::Result<String> {
+fn waves_table(
+    (n, d, c): (usize, usize, usize),
+    saved: &ResourceReport,
+) -> lsoftmax_host::Result<String> {
     use std::fmt::Write as _;
     let plans = plans_for_shape(n, d, c)?;
     let mut s = String::new();
@@ -503,8 +531,8 @@ fn waves_table((n, d, c): (usize, usize, usize), saved: &ResourceReport) -> crat
 /// kernel-ladder variant the forward, input-grad (as `SplitK::Auto` would launch it: the
 /// direct kernel, or split-K's partial and reduce kernels) and weight-grad launches. The
 /// grids do not depend on the margin or the mode.
-fn plans_for_shape(n: usize, d: usize, c: usize) -> crate::Result<Vec<LaunchPlan>> {
-    use crate::margin::{Margin, Mode};
+fn plans_for_shape(n: usize, d: usize, c: usize) -> lsoftmax_host::Result<Vec<LaunchPlan>> {
+    use lsoftmax_host::margin::{Margin, Mode};
     let mut plans = vec![launch::row_norms_plan(n, d, c)?.plan];
     for variant in KernelVariant::ALL {
         plans.push(launch::forward_launch(n, d, c, Margin::Plain, Mode::Train, variant)?.plan);
@@ -549,7 +577,7 @@ fn summary(ok: bool, output: &PtxOutput, density_gate: bool) {
             output.path.display(),
             CHECK_ARCHS.join(", "),
             EXPECTED_ENTRIES.join(", "),
-            crate::backend::launch::LADDER_ENTRIES.len(),
+            lsoftmax_host::backend::launch::LADDER_ENTRIES.len(),
             if density_gate {
                 "; no FFMA density dropped by more than 0.02 from the baseline"
             } else {
@@ -564,7 +592,7 @@ fn summary(ok: bool, output: &PtxOutput, density_gate: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ptx::SETUP_COMMAND;
+    use ptx_tools::SETUP_COMMAND;
 
     #[test]
     fn arch_argument_is_validated() {
@@ -602,10 +630,10 @@ mod tests {
     fn waves_use_the_launch_plans_and_the_reported_occupancy() {
         let mut saved = ResourceReport::default();
         let occupancy = |blocks| {
-            Some(crate::ptx::occupancy::Occupancy {
+            Some(ptx_tools::occupancy::Occupancy {
                 blocks_per_sm: blocks,
                 fraction: 0.0,
-                limiter: crate::ptx::occupancy::Limiter::Registers,
+                limiter: ptx_tools::occupancy::Limiter::Registers,
             })
         };
         let row = |kernel: &str, blocks| report::KernelRow {
@@ -651,7 +679,12 @@ mod tests {
              8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads\n\
              ptxas info    : Used 40 registers, used 1 barriers, 512 bytes smem, 400 bytes cmem[0]\n",
         );
-        let rows = report::rows("sm_80", &report, &["k".into(), "gone".into()]);
+        let rows = report::rows(
+            "sm_80",
+            &report,
+            &["k".into(), "gone".into()],
+            launch::block_shape,
+        );
         assert_eq!(rows.len(), 1, "unreported entries have no row");
         let t = report::table("sm_80", &rows);
         let row = t

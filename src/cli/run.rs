@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use clap::Args as ClapArgs;
 use ndarray::Array2;
 
-use crate::backend::{BackendKind, KernelChoice, KernelVariant};
-use crate::error::{Error, Result};
-use crate::layer::{backward, forward_on};
-use crate::margin::{Margin, Mode};
-use crate::npy_io::{self, Matrix};
+use lsoftmax_host::backend::{BackendKind, KernelChoice, KernelVariant};
+use lsoftmax_host::error::{Error, Result};
+use lsoftmax_host::layer::{backward, forward_on};
+use lsoftmax_host::margin::{Margin, Mode};
+use lsoftmax_host::npy_io::{self, Matrix};
 
 /// Run the layer on .npy inputs and write float32 outputs.
 #[derive(Debug, ClapArgs)]
@@ -153,9 +153,9 @@ fn compute(args: &Args) -> Result<Outputs> {
         }
         None => None,
     };
-    let backend: Box<dyn crate::backend::Backend> = match &args.ptx {
+    let backend: Box<dyn lsoftmax_host::backend::Backend> = match &args.ptx {
         Some(path) => Box::new(
-            crate::backend::PtxBackend::from_file(path)?
+            lsoftmax_host::backend::PtxBackend::from_file(path)?
                 .with_kernels(KernelChoice::variant(args.kernel)),
         ),
         None => args

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use super::occupancy::{self, Occupancy};
 use super::ptxas::PtxasReport;
 use super::sass_report::SassRow;
-use crate::backend::launch::block_shape;
 
 /// One kernel on one architecture.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -44,8 +43,15 @@ pub struct ResourceReport {
 }
 
 /// Rows for `entries` (PTX order) from one ptxas run for `arch`; entries ptxas did not
-/// report are left out (the gate reports them).
-pub fn rows(arch: &str, report: &PtxasReport, entries: &[String]) -> Vec<KernelRow> {
+/// report are left out (the gate reports them). `block_shape` gives a kernel's launch
+/// shape, `(threads per block, dynamic shared bytes)`, as the caller's launch plans use
+/// it (`None`: the caller does not launch it, so no occupancy).
+pub fn rows(
+    arch: &str,
+    report: &PtxasReport,
+    entries: &[String],
+    block_shape: impl Fn(&str) -> Option<(u32, u32)>,
+) -> Vec<KernelRow> {
     let limits = occupancy::limits(arch);
     entries
         .iter()
@@ -178,7 +184,7 @@ pub fn compare(baseline: &ResourceReport, current: &ResourceReport) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ptx::ptxas::parse_verbose;
+    use crate::ptxas::parse_verbose;
 
     const PTXAS: &str = "\
 ptxas info    : Compiling entry function 'margin_forward' for 'sm_80'
@@ -195,9 +201,15 @@ ptxas info    : Used 12 registers, 384 bytes cmem[0]
         vec!["vector_add".into(), "margin_forward".into()]
     }
 
+    /// The launch shape a caller would give: `margin_forward` as the margin layer's plans
+    /// launch it, `vector_add` not launched.
+    fn shape(kernel: &str) -> Option<(u32, u32)> {
+        (kernel == "margin_forward").then_some((256, 8448))
+    }
+
     #[test]
     fn rows_carry_launch_shape_and_occupancy_for_the_crates_kernels() {
-        let rows = rows("sm_80", &parse_verbose(PTXAS), &entries());
+        let rows = rows("sm_80", &parse_verbose(PTXAS), &entries(), shape);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].kernel, "vector_add");
         assert_eq!(rows[0].occupancy, None);
@@ -211,7 +223,7 @@ ptxas info    : Used 12 registers, 384 bytes cmem[0]
     }
 
     fn rows_for(arch: &str) -> Vec<KernelRow> {
-        rows(arch, &parse_verbose(PTXAS), &entries())
+        rows(arch, &parse_verbose(PTXAS), &entries(), shape)
     }
 
     #[test]

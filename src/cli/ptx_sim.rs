@@ -2,7 +2,7 @@
 //! random training problem (forward, then both gradients), with warp-level statistics
 //! per kernel and per PTX line: requests and 32-byte sectors of global accesses, bank
 //! conflicts of shared accesses, dynamic instruction counts by class. Counted exactly on
-//! the simulated execution (see [`crate::ptxsim::stats`]); nothing here is a timing of a
+//! the simulated execution (see [`ptxsim::stats`]); nothing here is a timing of a
 //! GPU.
 
 use std::fmt::Write as _;
@@ -13,12 +13,12 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::ptx::LaunchStats;
-use crate::backend::{Backend, PtxBackend};
-use crate::error::{Error, Result};
-use crate::margin::{Margin, Mode};
-use crate::ptxsim::SimOptions;
-use crate::ptxsim::inst::Space;
+use lsoftmax_host::backend::ptx::LaunchStats;
+use lsoftmax_host::backend::{Backend, PtxBackend};
+use lsoftmax_host::error::{Error, Result};
+use lsoftmax_host::margin::{Margin, Mode};
+use ptxsim::SimOptions;
+use ptxsim::inst::Space;
 
 /// Runs the three passes and returns the printed report. `kernels` filters the entries
 /// reported (substring match on the entry name; empty: all).

@@ -18,14 +18,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::gradcheck::{check_margins, default_margins, random_problem};
-use crate::backend::{
+use crate::train::{self, TrainConfig};
+use lsoftmax_host::backend::{
     Backend, BackendKind, CpuBackend, EmulatedBackend, REQUIRE_CUDA_ENV, cuda_required,
 };
-use crate::error::{Error, Result};
-use crate::gradcheck::Config;
-use crate::margin::{Margin, Mode};
-use crate::reference::agreement::{self, Problem};
-use crate::train::{self, TrainConfig};
+use lsoftmax_host::error::{Error, Result};
+use lsoftmax_host::gradcheck::Config;
+use lsoftmax_host::margin::{Margin, Mode};
+use lsoftmax_host::reference::agreement::{self, Problem};
 
 /// Where the demo writes when no `--out` is given (relative to the working directory).
 pub const DEFAULT_OUT: &str = "lsoftmax-demo";
@@ -193,7 +193,7 @@ fn kernel_check_cases() -> Vec<(Margin, Mode)> {
 }
 
 /// Step 2: F, dX, dW of the kernels against `reference::naive` on one random problem per
-/// margin, under the f32 bound of [`crate::reference::agreement`].
+/// margin, under the f32 bound of [`lsoftmax_host::reference::agreement`].
 fn kernel_check(backend: &dyn Backend, why: &str) -> Result<bool> {
     let (n, d, c) = KERNEL_CHECK_SHAPE;
     let t = Instant::now();

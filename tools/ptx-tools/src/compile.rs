@@ -2,7 +2,7 @@
 //! `nvptx64-nvidia-cuda`, and reading the `.entry` names back from the PTX.
 //!
 //! This file uses `std` only and refers to nothing else in the crate, so that a build
-//! script can include it with `#[path = "../host/src/ptx/compile.rs"] mod compile;` and
+//! script can include it with `#[path = "../tools/ptx-tools/src/compile.rs"] mod compile;` and
 //! build the same PTX the `lsoftmax ptx` command checks.
 
 use std::fmt;

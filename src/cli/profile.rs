@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-use crate::backend::{KernelVariant, MarginKernel};
+use lsoftmax_host::backend::{KernelVariant, MarginKernel};
 
 /// Run one margin kernel repeatedly on the CUDA device (for Nsight).
 #[derive(Debug, ClapArgs)]
@@ -63,7 +63,7 @@ mod imp {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::backend::BackendKind;
+        use lsoftmax_host::backend::BackendKind;
 
         fn args() -> Args {
             Args {
@@ -95,9 +95,9 @@ mod imp {
 #[cfg(feature = "cuda")]
 mod imp {
     use super::*;
-    use crate::backend::cuda::{CudaBackend, Problem};
-    use crate::error::Error;
-    use crate::margin::Margin;
+    use lsoftmax_host::backend::cuda::{CudaBackend, Problem};
+    use lsoftmax_host::error::Error;
+    use lsoftmax_host::margin::Margin;
 
     pub(super) fn run(args: Args) -> ExitCode {
         match profile(&args) {
@@ -113,7 +113,7 @@ mod imp {
         }
     }
 
-    fn profile(args: &Args) -> crate::Result<()> {
+    fn profile(args: &Args) -> lsoftmax_host::Result<()> {
         let margin = Margin::parse(&args.margin)?;
         if args.iters == 0 {
             return Err(Error::Shape(
@@ -121,8 +121,8 @@ mod imp {
             ));
         }
         let problem = Problem::random(args.n, args.d, args.c, margin, args.seed)?;
-        let cuda =
-            CudaBackend::new()?.with_kernels(crate::backend::KernelChoice::variant(args.variant));
+        let cuda = CudaBackend::new()?
+            .with_kernels(lsoftmax_host::backend::KernelChoice::variant(args.variant));
         // The first launch pays for module loading and caches; keep it out of the numbers.
         cuda.time_kernel(args.kernel, &problem, 1)?;
         let elapsed = cuda.time_kernel(args.kernel, &problem, args.iters)?;

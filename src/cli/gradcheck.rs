@@ -10,10 +10,10 @@ use ndarray::{Array1, ArrayD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::Result;
-use crate::gradcheck::{self, Config, Loss, Report};
-use crate::margin::{Margin, Mode};
-use crate::operator::MarginOperator;
+use lsoftmax_host::error::Result;
+use lsoftmax_host::gradcheck::{self, Config, Loss, Report};
+use lsoftmax_host::margin::{Margin, Mode};
+use lsoftmax_host::operator::MarginOperator;
 
 /// Check the analytic gradients of the margin layer against central differences (f64).
 #[derive(Debug, ClapArgs)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use ndarray::ArrayView2;
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use lsoftmax_host::error::{Error, Result};
 
 /// Side of one square panel, in pixels.
 const PANEL_PX: u32 = 420;
@@ -92,18 +92,21 @@ pub fn write_feature_scatter(path: &Path, panels: &[Panel<'_>]) -> Result<()> {
 /// The target logit of each margin against the angle θ ∈ [0, π] between a feature and
 /// its class weight, in units of the scale: `F_{i,y_i}/S` for CosFace, ArcFace and the
 /// combined margin, and `F_{i,y_i}` at `‖x‖ = ‖w‖ = 1` for the others (computed by
-/// [`crate::reference::naive`] on a 2-D problem), with `cos θ` as a grey reference.
+/// [`lsoftmax_host::reference::naive`] on a 2-D problem), with `cos θ` as a grey reference.
 /// Colours follow [`class_color`] in the order given; the y range is `[-4, 1.1]` (L-Softmax
 /// and SphereFace with m = 4 reach −7 at θ = π and leave it at the bottom).
-pub fn write_target_logit_plot(path: &Path, margins: &[crate::margin::Margin]) -> Result<()> {
-    use crate::margin::Mode;
-    use crate::reference::naive;
+pub fn write_target_logit_plot(
+    path: &Path,
+    margins: &[lsoftmax_host::margin::Margin],
+) -> Result<()> {
+    use lsoftmax_host::margin::Mode;
+    use lsoftmax_host::reference::naive;
     let file_err = |e: &dyn std::fmt::Display| Error::File {
         path: path.display().to_string(),
         message: e.to_string(),
     };
     let w = ndarray::array![[1.0f64, 0.0]];
-    let curve = |m: crate::margin::Margin| -> Vec<(f64, f64)> {
+    let curve = |m: lsoftmax_host::margin::Margin| -> Vec<(f64, f64)> {
         let unit = f64::from(m.feature_scale().unwrap_or(1.0));
         (0..=600)
             .map(|i| {

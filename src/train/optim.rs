@@ -3,7 +3,7 @@
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Zip};
 
-use crate::error::{Error, Result};
+use lsoftmax_host::error::{Error, Result};
 
 /// SGD hyper-parameters: `v ← μ·v + η·(g + λ·θ)`, `θ ← θ − v`.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -24,10 +24,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, CpuBackend};
-use crate::error::{Error, Result};
-use crate::layer::{backward, forward_on};
-use crate::margin::{BetaSchedule, Margin, Mode};
+use lsoftmax_host::backend::{Backend, CpuBackend};
+use lsoftmax_host::error::{Error, Result};
+use lsoftmax_host::layer::{backward, forward_on};
+use lsoftmax_host::margin::{BetaSchedule, Margin, Mode};
 
 pub use data::{DIGIT_CLASSES, DIGIT_PIXELS, Samples, load_digits, stratified_split};
 pub use metrics::RunMetrics;
@@ -412,7 +412,8 @@ fn progress_bar(config: &TrainConfig, margin: Margin, steps: u64) -> ProgressBar
 
 /// The margins of the default demo: plain softmax and L-Softmax with m = 4 (β annealed to 0).
 pub fn demo_margins() -> Vec<Margin> {
-    vec![Margin::Plain, Margin::LSoftmax { m: 4, beta: 0.0 }]
+    let lsoftmax = Margin::lsoftmax(4, 0.0).expect("m = 4, beta = 0 are in range");
+    vec![Margin::Plain, lsoftmax]
 }
 
 /// The default demo: [`TrainConfig::default`] (D = 2) with [`demo_margins`], outputs written
