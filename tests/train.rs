@@ -147,7 +147,14 @@ fn metrics_json_and_plot_have_the_documented_shape() {
         assert!(entry["final_beta"].as_f64().is_some());
     }
     let png = out.features_png.expect("2-D features give a plot");
-    assert_eq!(&std::fs::read(png).unwrap()[..4], b"\x89PNG");
+    let bytes = std::fs::read(png).unwrap();
+    assert_eq!(&bytes[..4], b"\x89PNG");
+    // IHDR width and height (big-endian) at bytes 16..24: one panel per run.
+    let size = (
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+    );
+    assert_eq!(size, train::plot::feature_figure_size(2));
 
     let dir16 = tempfile::tempdir().unwrap();
     let runs16 = train::compare(

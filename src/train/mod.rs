@@ -465,7 +465,7 @@ pub fn write_outputs(dir: &Path, runs: &[TrainedRun]) -> Result<Outputs> {
             .iter()
             .map(|r| {
                 format!(
-                    "test accuracy {:.4}, mean angle to own class {:.1}°",
+                    "test accuracy {:.4}, mean angle to own class weight {:.1}°",
                     r.metrics.test_accuracy, r.metrics.mean_target_angle_deg
                 )
             })

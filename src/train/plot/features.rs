@@ -15,8 +15,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use lsoftmax_host::error::{Error, Result};
 
 use super::{
-    DARK, GREY, GRID, LABEL_PT, SUBTITLE_PT, Swatch, TICK_PT, TITLE_PT, class_color, draw_centred,
-    draw_legend_entry, file_err, register_font, text_style, tick_label,
+    DARK, DESC_PAD_PX, GREY, GRID, LABEL_PT, SUBTITLE_PT, Swatch, TICK_PT, TITLE_PT, class_color,
+    draw_centred, draw_legend_entry, file_err, register_font, text_style, tick_label,
 };
 
 /// One panel: N×2 features, their labels, the C×2 class weights, and its heading.
@@ -48,12 +48,14 @@ const PAD_PX: u32 = 14;
 const GAP_PX: u32 = 12;
 /// The figure title's band.
 const FIG_TITLE_PX: u32 = 44;
-/// The legend's band.
-const LEGEND_PX: u32 = 40;
+/// The legend's band: two rows (classes, then weight lines), so it fits under two panels.
+const LEGEND_PX: u32 = 56;
+/// One legend row.
+const LEGEND_ROW_PX: i32 = 26;
 /// Panels per row at most.
 const MAX_COLS: usize = 3;
 
-const CELL_W: u32 = Y_AXIS_PX + SIDE_PX + PAD_PX;
+const CELL_W: u32 = DESC_PAD_PX + Y_AXIS_PX + SIDE_PX + PAD_PX;
 const CELL_H: u32 = HEAD_PX + PAD_PX + SIDE_PX + X_AXIS_PX;
 
 /// Rows and columns of the panel grid: as few rows as three columns allow, then as few
@@ -144,21 +146,23 @@ pub(super) fn draw_feature_figure<DB: DrawingBackend>(
     draw_class_legend(
         root,
         (
-            (GAP_PX + Y_AXIS_PX) as i32,
-            (height - GAP_PX - LEGEND_PX / 2) as i32,
+            (GAP_PX + DESC_PAD_PX + Y_AXIS_PX) as i32,
+            (height - GAP_PX - LEGEND_PX) as i32 + LEGEND_ROW_PX / 2 + 2,
         ),
         classes,
     )
 }
 
-/// The legend row: one dot per class, then what the lines are.
+/// The legend: a row with one dot per class, and a row below saying what the lines are;
+/// `(left, y)` is the left end of the first row's centre line.
 fn draw_class_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    (mut x, y): (i32, i32),
+    (left, y): (i32, i32),
     classes: usize,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let style = text_style(LABEL_PT, BLACK);
-    let caption = "points: samples coloured by class (digit)";
+    let caption = "points, coloured by class (digit):";
+    let mut x = left;
     root.draw_text(
         caption,
         &style.pos(Pos::new(HPos::Left, VPos::Center)),
@@ -172,12 +176,11 @@ fn draw_class_legend<DB: DrawingBackend>(
             Swatch::Dot(class_color(c)),
             &c.to_string(),
             &style,
-        )? - 8;
+        )? + 14;
     }
-    x += 30;
     draw_legend_entry(
         root,
-        (x, y),
+        (left, y + LEGEND_ROW_PX),
         Swatch::Line {
             color: DARK,
             width: 3,
@@ -208,7 +211,7 @@ fn draw_panel<DB: DrawingBackend>(
     panel: &Panel<'_>,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let (head, body) = cell.split_vertically(HEAD_PX);
-    let centre = (Y_AXIS_PX + SIDE_PX / 2) as i32;
+    let centre = (DESC_PAD_PX + Y_AXIS_PX + SIDE_PX / 2) as i32;
     draw_centred(
         &head,
         panel.title,
@@ -232,6 +235,7 @@ fn draw_panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(&body)
         .margin_top(PAD_PX)
         .margin_right(PAD_PX)
+        .margin_left(DESC_PAD_PX)
         .x_label_area_size(X_AXIS_PX)
         .y_label_area_size(Y_AXIS_PX)
         .build_cartesian_2d(-r..r, -r..r)?;

@@ -121,8 +121,13 @@ enum Swatch {
     },
 }
 
-/// Width of a swatch plus the gap to its text, in pixels.
+/// Width of a line swatch plus the gap to its text, in pixels.
 const SWATCH_PX: i32 = 34;
+/// The same for a dot swatch.
+const DOT_PX: i32 = 16;
+/// Left of a chart's label area: plotters draws the rotated y-axis description a few
+/// pixels left of the area's edge, so it needs this room not to be cut.
+const DESC_PAD_PX: u32 = 12;
 
 /// Draws one legend entry with its vertical centre at `(x, y)` (area pixels) and returns
 /// its width in pixels.
@@ -133,8 +138,12 @@ fn draw_legend_entry<DB: DrawingBackend>(
     text: &str,
     style: &TextStyle<'_>,
 ) -> std::result::Result<i32, DrawingAreaErrorKind<DB::ErrorType>> {
+    let text_x = match swatch {
+        Swatch::Dot(_) => x + DOT_PX,
+        Swatch::Line { .. } => x + SWATCH_PX,
+    };
     match swatch {
-        Swatch::Dot(color) => area.draw(&Circle::new((x + 12, y), 5, color.filled()))?,
+        Swatch::Dot(color) => area.draw(&Circle::new((x + 6, y), 5, color.filled()))?,
         Swatch::Line {
             color,
             width,
@@ -155,9 +164,9 @@ fn draw_legend_entry<DB: DrawingBackend>(
         ))?,
     }
     let left = style.pos(Pos::new(HPos::Left, VPos::Center));
-    area.draw_text(text, &left, (x + SWATCH_PX, y))?;
+    area.draw_text(text, &left, (text_x, y))?;
     let (w, _) = area.estimate_text_size(text, style)?;
-    Ok(SWATCH_PX + w as i32)
+    Ok(text_x - x + w as i32)
 }
 
 /// Maps a drawing error to the crate's file error for `path`.

@@ -16,7 +16,7 @@ use lsoftmax_host::margin::{Margin, Mode};
 use lsoftmax_host::reference::naive;
 
 use super::{
-    DARK, GREY, GRID, LABEL_PT, Swatch, TICK_PT, TITLE_PT, class_color, draw_centred,
+    DARK, DESC_PAD_PX, GREY, GRID, LABEL_PT, Swatch, TICK_PT, TITLE_PT, class_color, draw_centred,
     draw_legend_entry, file_err, register_font, text_style, tick_label,
 };
 
@@ -106,6 +106,17 @@ fn visible_segments(pts: &[(f64, f64)], y_min: f64) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
+/// Every fourth point of a piece and its last one: the samples are dense to find jumps and
+/// crossings, but a wide line through 1.5-pixel steps draws with ragged edges.
+fn thin(seg: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let last = seg.len().saturating_sub(1);
+    seg.into_iter()
+        .enumerate()
+        .filter(|&(i, _)| i % 4 == 0 || i == last)
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// Whether two sampled curves are the same curve (to rounding).
 fn same_curve(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(p, q)| (p.1 - q.1).abs() < 1e-6)
@@ -188,6 +199,7 @@ pub(super) fn draw_target_figure<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(&chart_area)
         .margin_right(24)
         .margin_top(8)
+        .margin_left(DESC_PAD_PX)
         .x_label_area_size(56)
         .y_label_area_size(72)
         .build_cartesian_2d(AngleAxis::new(), Y_MIN..Y_MAX)?;
@@ -210,7 +222,7 @@ pub(super) fn draw_target_figure<DB: DrawingBackend>(
             (t, t.cos())
         })
         .collect();
-    chart.draw_series([PathElement::new(cosine.clone(), GREY.stroke_width(9))])?;
+    chart.draw_series([PathElement::new(thin(cosine.clone()), GREY.stroke_width(9))])?;
     let curves: Vec<Vec<(f64, f64)>> = margins.iter().map(|&m| target_curve(m)).collect();
     let mut legend = vec![(
         Swatch::Line {
@@ -224,7 +236,7 @@ pub(super) fn draw_target_figure<DB: DrawingBackend>(
         let twin = curves[..k].iter().position(|c| same_curve(c, curve));
         let color = class_color(k);
         let style = color.stroke_width(3);
-        for seg in visible_segments(curve, Y_MIN) {
+        for seg in visible_segments(curve, Y_MIN).into_iter().map(thin) {
             match twin {
                 Some(_) => chart.draw_series([DashedPathElement::new(seg, 12, 10, style)])?,
                 None => chart.draw_series([PathElement::new(seg, style)])?,
@@ -260,7 +272,8 @@ pub(super) fn draw_target_figure<DB: DrawingBackend>(
     let rows = legend_rows(margins.len()) as usize;
     let style = text_style(LABEL_PT, BLACK);
     for (i, (swatch, text)) in legend.iter().enumerate() {
-        let x = 72 + (i / rows) as i32 * ((WIDTH_PX as i32 - 72) / 2);
+        let x = (DESC_PAD_PX + 72) as i32
+            + (i / rows) as i32 * ((WIDTH_PX - DESC_PAD_PX - 72) / 2) as i32;
         let y = (PAD_PX + ROW_PX / 2) as i32 + (i % rows) as i32 * ROW_PX as i32;
         draw_legend_entry(&legend_area, (x, y), *swatch, text, &style)?;
     }
