@@ -295,13 +295,15 @@ fn draw_panel<DB: DrawingBackend>(
 
 /// Labels each ray `W_c` near its end, on a white box so it reads over points. A label that
 /// would overlap one already placed (rays a few degrees apart) or leave the square moves
-/// inward along its ray; if no place is free it takes the outermost one.
+/// inward along its ray, then, if the ray has no free place (rays that coincide), sideways
+/// by a label's width; if no place is free it takes the outermost one.
 fn draw_ray_labels<DB: DrawingBackend>(
     chart: &ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     body: &DrawingArea<DB, Shift>,
     rays: &[(usize, (f64, f64))],
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     const FRACTIONS: [f64; 6] = [0.86, 0.74, 0.62, 0.50, 0.38, 0.26];
+    const SHIFTS: [i32; 5] = [0, 1, -1, 2, -2];
     let style = text_style(LABEL_PT, BLACK);
     let (px, py) = chart.plotting_area().get_pixel_range();
     let mut placed: Vec<[i32; 4]> = Vec::new();
@@ -309,9 +311,10 @@ fn draw_ray_labels<DB: DrawingBackend>(
         let label = weight_label(c);
         let (tw, th) = body.estimate_text_size(&label, &style)?;
         let (hw, hh) = (tw as i32 / 2 + 3, th as i32 / 2 + 3);
-        let boxed = |t: f64| {
+        // (fraction of the ray, horizontal shift in pixels) -> the label's pixel box.
+        let boxed = |(t, dx): (f64, i32)| {
             let (bx, by) = chart.backend_coord(&(ex * t, ey * t));
-            [bx - hw, by - hh, bx + hw, by + hh]
+            [bx + dx - hw, by - hh, bx + dx + hw, by + hh]
         };
         let free = |b: &[i32; 4]| {
             b[0] >= px.start
@@ -322,21 +325,22 @@ fn draw_ray_labels<DB: DrawingBackend>(
                     .iter()
                     .all(|p| b[2] < p[0] || p[2] < b[0] || b[3] < p[1] || p[3] < b[1])
         };
-        let t = FRACTIONS
+        let (t, dx) = SHIFTS
             .iter()
-            .copied()
-            .find(|&t| free(&boxed(t)))
-            .unwrap_or(FRACTIONS[0]);
-        placed.push(boxed(t));
+            .flat_map(|&k| FRACTIONS.iter().map(move |&t| (t, k * (2 * hw + 4))))
+            .find(|&place| free(&boxed(place)))
+            .unwrap_or((FRACTIONS[0], 0));
+        placed.push(boxed((t, dx)));
         let color = class_color(c);
         let centred = style
             .color(&color)
             .pos(Pos::new(HPos::Center, VPos::Center));
+        let corners = [(dx - hw, -hh), (dx + hw, hh)];
         chart.plotting_area().draw(
             &(EmptyElement::at((ex * t, ey * t))
-                + Rectangle::new([(-hw, -hh), (hw, hh)], WHITE.mix(0.85).filled())
-                + Rectangle::new([(-hw, -hh), (hw, hh)], color)
-                + Text::new(label, (0, 0), centred)),
+                + Rectangle::new(corners, WHITE.mix(0.85).filled())
+                + Rectangle::new(corners, color)
+                + Text::new(label, (dx, 0), centred)),
         )?;
     }
     Ok(())
