@@ -147,7 +147,14 @@ fn metrics_json_and_plot_have_the_documented_shape() {
         assert!(entry["final_beta"].as_f64().is_some());
     }
     let png = out.features_png.expect("2-D features give a plot");
-    assert_eq!(&std::fs::read(png).unwrap()[..4], b"\x89PNG");
+    let bytes = std::fs::read(png).unwrap();
+    assert_eq!(&bytes[..4], b"\x89PNG");
+    // IHDR width and height (big-endian) at bytes 16..24: one panel per run.
+    let size = (
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+    );
+    assert_eq!(size, train::plot::feature_figure_size(2));
 
     let dir16 = tempfile::tempdir().unwrap();
     let runs16 = train::compare(
@@ -249,7 +256,9 @@ fn cli_trains_writes_outputs_and_reports_bad_input() {
     // The target-logit curves, a PNG of the documented size.
     let png = std::fs::read(dir.path().join("target-logits.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert_eq!(&png[16..24], &[0, 0, 2, 128, 0, 0, 1, 144], "640x400");
+    let (w, h) = train::plot::target_figure_size(2);
+    let size: Vec<u8> = [w.to_be_bytes(), h.to_be_bytes()].concat();
+    assert_eq!(&png[16..24], &size[..], "{w}x{h}");
 
     // `--backend cuda` depends on the machine: it trains with a device, exits 2 when CUDA
     // is unavailable (no feature, driver or device) and 1 when it fails to start.

@@ -119,7 +119,7 @@ fn train_and_report(args: &Args, config: &TrainConfig) -> Result<()> {
     if let Some(png) = &outputs.features_png {
         let order: Vec<String> = runs.iter().map(|r| r.margin.to_string()).collect();
         println!(
-            "wrote {} (panels left to right: {})",
+            "wrote {} (panels in run order, left to right then top to bottom: {})",
             png.display(),
             order.join(" | ")
         );

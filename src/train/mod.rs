@@ -445,7 +445,8 @@ pub struct MetricsFile {
 }
 
 /// Creates `dir` if needed and writes `metrics.json` and, if every run has 2-D features,
-/// `features.png` (one panel per run, left to right in run order).
+/// `features.png` (one panel per run in run order, left to right then top to bottom, each
+/// headed by its margin spec, test accuracy and mean target angle).
 pub fn write_outputs(dir: &Path, runs: &[TrainedRun]) -> Result<Outputs> {
     let io_err = |path: &Path, e: &dyn std::fmt::Display| Error::File {
         path: path.display().to_string(),
@@ -460,15 +461,32 @@ pub fn write_outputs(dir: &Path, runs: &[TrainedRun]) -> Result<Outputs> {
     std::fs::write(&metrics_json, text + "\n").map_err(|e| io_err(&metrics_json, &e))?;
     let features_png = if !runs.is_empty() && runs.iter().all(|r| r.test_features.ncols() == 2) {
         let path = dir.join("features.png");
+        let notes: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "test accuracy {:.4}, mean angle to own class weight {:.1}°",
+                    r.metrics.test_accuracy, r.metrics.mean_target_angle_deg
+                )
+            })
+            .collect();
         let panels: Vec<plot::Panel<'_>> = runs
             .iter()
-            .map(|r| plot::Panel {
+            .zip(&notes)
+            .map(|(r, note)| plot::Panel {
+                title: &r.metrics.margin,
+                note,
                 features: r.test_features.view(),
                 labels: &r.test_labels,
                 weights: r.weights.view(),
             })
             .collect();
-        plot::write_feature_scatter(&path, &panels)?;
+        let m = &runs[0].metrics;
+        let title = format!(
+            "Test features (D = 2) and class weights after {} epochs, seed {}, {} backend",
+            m.epochs, m.seed, m.backend
+        );
+        plot::write_feature_scatter(&path, &title, &panels)?;
         Some(path)
     } else {
         None
