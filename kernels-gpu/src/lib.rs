@@ -26,14 +26,15 @@
 
 pub mod demo;
 pub mod device;
-// The margin kernels (issue 4): parameters shared with the host, device-side margin math,
-// the GEMM main loop, and one file per kernel.
 #[cfg(not(target_arch = "nvptx64"))]
 pub mod emulator;
+// The margin kernels: parameters shared with the host (`params`), device-side margin
+// math, the GEMM main loops (`mainloop`), the ladder of kernel variants (`ladder`), and
+// one file per kernel.
 pub mod forward;
-mod gemm_tile;
-mod gemm_wide;
 pub mod input_grad;
+mod ladder;
+mod mainloop;
 pub mod margin_math;
 pub mod normalise;
 pub mod params;
