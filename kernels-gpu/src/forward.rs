@@ -16,7 +16,6 @@
 //! Inference mode: plain `F`, and the cache `p = 1`, scales 0.
 
 use crate::device::{self, Global, GlobalMut};
-use crate::kernel;
 use crate::ladder::ladder_kernels;
 use crate::mainloop::staging::{Staging, fetch_run, with_fetch};
 use crate::mainloop::tile::{MT, T, TL, micro_offset, micro_owner, select, tile, unroll};
@@ -59,9 +58,8 @@ fn target_epilogue(
     gamma_scale.set(row, e.gamma_scale);
 }
 
-kernel! {
-    /// `F = X·Wᵀ` plus the margin epilogue and row cache; see the module docs.
-    pub fn margin_forward(
+ladder_kernels! {
+    params(
         p: ForwardParams,
         x: Global<f32>,
         w: Global<f32>,
@@ -72,7 +70,10 @@ kernel! {
         cache_p: GlobalMut<f32>,
         alpha_scale: GlobalMut<f32>,
         gamma_scale: GlobalMut<f32>,
-    ) {
+    );
+
+    /// `F = X·Wᵀ` plus the margin epilogue and row cache; see the module docs.
+    base margin_forward {
         let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
         let tx = device::thread_idx_x() as usize;
         let ty = device::thread_idx_y() as usize;
@@ -116,93 +117,65 @@ kernel! {
             }
         });
     }
-}
 
-/// The body of the forward kernel's ladder variants ([`ladder_kernels!`]): `M × M` thread
-/// tile, `STAGES` shared stages, `ld.global.nc` (128-bit where `D` and the pointers allow)
-/// if `LDG`. Same arguments and results as [`margin_forward`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn forward_tiled<const M: usize, const STAGES: usize, const LDG: bool>(
-    p: ForwardParams,
-    x: Global<f32>,
-    w: Global<f32>,
-    labels: Global<u32>,
-    x_norms: Global<f64>,
-    w_norms: Global<f64>,
-    out: GlobalMut<f32>,
-    cache_p: GlobalMut<f32>,
-    alpha_scale: GlobalMut<f32>,
-    gamma_scale: GlobalMut<f32>,
-) {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
-    let (row0_32, col0_32) = (row0 as u32, col0 as u32);
+    /// The body of the forward kernel's ladder variants ([`ladder_kernels!`]): `M × M` thread
+    /// tile, `STAGES` shared stages, `ld.global.nc` (128-bit where `D` and the pointers allow)
+    /// if `LDG`. Same arguments and results as [`margin_forward`].
+    variants forward_tiled<M, STAGES, LDG> {
+        let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(M);
+        let row0 = device::block_idx_y() as usize * tile(M);
+        let (row0_32, col0_32) = (row0 as u32, col0 as u32);
 
-    // Both operands are rows with k contiguous: runs along k of one X row and one W row.
-    let aligned = || d.is_multiple_of(4) && x.is_vec4_aligned() && w.is_vec4_aligned();
-    let acc = with_fetch!(LDG, aligned(), |fetch, UNROLL| {
-        mainloop::run::<M, STAGES, UNROLL, _, _>(
-            0,
-            p.d,
-            Staging::Transpose,
-            |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
-            Staging::Transpose,
-            |k, cl| {
-                fetch_run(
-                    fetch,
-                    w,
-                    col0_32 + cl < p.c,
-                    (col0 + cl as usize) * d,
-                    k,
-                    p.d,
-                )
-            },
-        )
-    });
+        // Both operands are rows with k contiguous: runs along k of one X row and one W row.
+        let aligned = || d.is_multiple_of(4) && x.is_vec4_aligned() && w.is_vec4_aligned();
+        let acc = with_fetch!(LDG, aligned(), |fetch, UNROLL| {
+            mainloop::run::<M, STAGES, UNROLL, _, _>(
+                0,
+                p.d,
+                Staging::Transpose,
+                |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
+                Staging::Transpose,
+                |k, cl| {
+                    fetch_run(
+                        fetch,
+                        w,
+                        col0_32 + cl < p.c,
+                        (col0 + cl as usize) * d,
+                        k,
+                        p.d,
+                    )
+                },
+            )
+        });
 
-    unroll!(M, i => {
-        let row = row0 + micro_offset(ty, i);
-        if row < n {
-            for (j, &v) in acc[i].iter().enumerate() {
-                let col = col0 + micro_offset(tx, j);
-                if col < c {
-                    out.set(row * c + col, v);
+        unroll!(M, i => {
+            let row = row0 + micro_offset(ty, i);
+            if row < n {
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < c {
+                        out.set(row * c + col, v);
+                    }
+                }
+                // As in `margin_forward`: the target entry, overwritten after the plain store.
+                let y = labels.get(row) as usize;
+                let rel = y.wrapping_sub(col0);
+                if rel < tile(M) && micro_owner(rel).0 == tx {
+                    let z = select(&acc[i], micro_owner(rel).1);
+                    target_epilogue(
+                        &p, row, y, z, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale,
+                    );
                 }
             }
-            // As in `margin_forward`: the target entry, overwritten after the plain store.
-            let y = labels.get(row) as usize;
-            let rel = y.wrapping_sub(col0);
-            if rel < tile(M) && micro_owner(rel).0 == tx {
-                let z = select(&acc[i], micro_owner(rel).1);
-                target_epilogue(
-                    &p, row, y, z, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale,
-                );
-            }
-        }
-    });
-}
+        });
+    }
 
-ladder_kernels! {
-    base: margin_forward,
-    body: forward_tiled(
-        p: ForwardParams,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        x_norms: Global<f64>,
-        w_norms: Global<f64>,
-        out: GlobalMut<f32>,
-        cache_p: GlobalMut<f32>,
-        alpha_scale: GlobalMut<f32>,
-        gamma_scale: GlobalMut<f32>,
-    ),
-    vector_loads_when: "`D` is a multiple of 4",
-    thread_tile_in_runs: margin_forward_unrolled,
-    block_tile_128: margin_forward_micro8,
-    global_loads_nc: margin_forward_ldg,
-    shared_double_buffered: margin_forward_dbuf,
+    vector_loads_when: "`D` is a multiple of 4";
+    thread_tile_in_runs: margin_forward_unrolled;
+    block_tile_128: margin_forward_micro8;
+    global_loads_nc: margin_forward_ldg;
+    shared_double_buffered: margin_forward_dbuf;
 }

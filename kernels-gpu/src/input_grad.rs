@@ -30,9 +30,58 @@ fn add_alpha_x(alpha: f32, x: Global<f32>, at: usize, v: f32) -> f32 {
     }
 }
 
-kernel! {
-    /// `dX = G'·W + diag(α)·X`; see the module docs.
-    pub fn margin_input_grad(
+/// `(G'·W)` restricted to classes `k_begin..k_end`, for this block's tile with an `M × M`
+/// thread tile, `STAGES` shared stages and `ld.global.nc` if `LDG`. G rows are staged
+/// transposed with the target entry scaled by `p_i`; W rows are already `[k][column]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_grad_tile<const M: usize, const STAGES: usize, const LDG: bool>(
+    p: GradParams,
+    k_begin: u32,
+    k_end: u32,
+    g: Global<f32>,
+    w: Global<f32>,
+    labels: Global<u32>,
+    cache_p: Global<f32>,
+) -> [[f32; M]; M] {
+    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+    let tx = device::thread_idx_x() as usize;
+    let ty = device::thread_idx_y() as usize;
+    let col0 = device::block_idx_x() as usize * tile(M);
+    let row0 = device::block_idx_y() as usize * tile(M);
+    // The one G row this thread stages: its label and p, loaded once.
+    let staged_row = row0 + Staging::Transpose.run(M, T * ty + tx).1;
+    let (target, p_row) = if staged_row < n {
+        (labels.get(staged_row), cache_p.get(staged_row))
+    } else {
+        (u32::MAX, 1.0)
+    };
+    let col0_32 = col0 as u32;
+    let aligned =
+        || c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && w.is_vec4_aligned();
+    with_fetch!(LDG, aligned(), |fetch, UNROLL| {
+        mainloop::run::<M, STAGES, UNROLL, _, _>(
+            k_begin,
+            k_end,
+            Staging::Transpose,
+            |k, _| {
+                let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
+                let rel = target.wrapping_sub(k);
+                for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                    if rel == e {
+                        *ve *= p_row;
+                    }
+                }
+                v
+            },
+            Staging::Direct,
+            |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
+        )
+    })
+}
+
+ladder_kernels! {
+    params(
         p: GradParams,
         g: Global<f32>,
         w: Global<f32>,
@@ -41,7 +90,10 @@ kernel! {
         cache_p: Global<f32>,
         alpha_scale: Global<f32>,
         dx: GlobalMut<f32>,
-    ) {
+    );
+
+    /// `dX = G'·W + diag(α)·X`; see the module docs.
+    base margin_input_grad {
         let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
         let tx = device::thread_idx_x() as usize;
         let ty = device::thread_idx_y() as usize;
@@ -93,110 +145,36 @@ kernel! {
             }
         });
     }
-}
 
-/// `(G'·W)` restricted to classes `k_begin..k_end`, for this block's tile with an `M × M`
-/// thread tile, `STAGES` shared stages and `ld.global.nc` if `LDG`. G rows are staged
-/// transposed with the target entry scaled by `p_i`; W rows are already `[k][column]`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn input_grad_tile<const M: usize, const STAGES: usize, const LDG: bool>(
-    p: GradParams,
-    k_begin: u32,
-    k_end: u32,
-    g: Global<f32>,
-    w: Global<f32>,
-    labels: Global<u32>,
-    cache_p: Global<f32>,
-) -> [[f32; M]; M] {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
-    // The one G row this thread stages: its label and p, loaded once.
-    let staged_row = row0 + Staging::Transpose.run(M, T * ty + tx).1;
-    let (target, p_row) = if staged_row < n {
-        (labels.get(staged_row), cache_p.get(staged_row))
-    } else {
-        (u32::MAX, 1.0)
-    };
-    let col0_32 = col0 as u32;
-    let aligned =
-        || c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && w.is_vec4_aligned();
-    with_fetch!(LDG, aligned(), |fetch, UNROLL| {
-        mainloop::run::<M, STAGES, UNROLL, _, _>(
-            k_begin,
-            k_end,
-            Staging::Transpose,
-            |k, _| {
-                let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
-                let rel = target.wrapping_sub(k);
-                for (e, ve) in (0u32..).zip(v.iter_mut()) {
-                    if rel == e {
-                        *ve *= p_row;
+    /// The body of the input-gradient kernel's ladder variants ([`ladder_kernels!`]): `M × M`
+    /// thread tile, `STAGES` shared stages, `ld.global.nc` if `LDG`. Same arguments and
+    /// results as [`margin_input_grad`].
+    variants input_grad_tiled<M, STAGES, LDG> {
+        let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(M);
+        let row0 = device::block_idx_y() as usize * tile(M);
+        let acc = input_grad_tile::<M, STAGES, LDG>(p, 0, p.c, g, w, labels, cache_p);
+        unroll!(M, i => {
+            let row = row0 + micro_offset(ty, i);
+            if row < n {
+                let alpha = g.get(row * c + labels.get(row) as usize) * alpha_scale.get(row);
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < d {
+                        dx.set(row * d + col, add_alpha_x(alpha, x, row * d + col, v));
                     }
                 }
-                v
-            },
-            Staging::Direct,
-            |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
-        )
-    })
-}
-
-/// The body of the input-gradient kernel's ladder variants ([`ladder_kernels!`]): `M × M`
-/// thread tile, `STAGES` shared stages, `ld.global.nc` if `LDG`. Same arguments and
-/// results as [`margin_input_grad`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn input_grad_tiled<const M: usize, const STAGES: usize, const LDG: bool>(
-    p: GradParams,
-    g: Global<f32>,
-    w: Global<f32>,
-    x: Global<f32>,
-    labels: Global<u32>,
-    cache_p: Global<f32>,
-    alpha_scale: Global<f32>,
-    dx: GlobalMut<f32>,
-) {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
-    let acc = input_grad_tile::<M, STAGES, LDG>(p, 0, p.c, g, w, labels, cache_p);
-    unroll!(M, i => {
-        let row = row0 + micro_offset(ty, i);
-        if row < n {
-            let alpha = g.get(row * c + labels.get(row) as usize) * alpha_scale.get(row);
-            for (j, &v) in acc[i].iter().enumerate() {
-                let col = col0 + micro_offset(tx, j);
-                if col < d {
-                    dx.set(row * d + col, add_alpha_x(alpha, x, row * d + col, v));
-                }
             }
-        }
-    });
-}
+        });
+    }
 
-ladder_kernels! {
-    base: margin_input_grad,
-    body: input_grad_tiled(
-        p: GradParams,
-        g: Global<f32>,
-        w: Global<f32>,
-        x: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        alpha_scale: Global<f32>,
-        dx: GlobalMut<f32>,
-    ),
-    vector_loads_when: "`C` and `D` are multiples of 4",
-    thread_tile_in_runs: margin_input_grad_unrolled,
-    block_tile_128: margin_input_grad_micro8,
-    global_loads_nc: margin_input_grad_ldg,
-    shared_double_buffered: margin_input_grad_dbuf,
+    vector_loads_when: "`C` and `D` are multiples of 4";
+    thread_tile_in_runs: margin_input_grad_unrolled;
+    block_tile_128: margin_input_grad_micro8;
+    global_loads_nc: margin_input_grad_ldg;
+    shared_double_buffered: margin_input_grad_dbuf;
 }
 
 kernel! {

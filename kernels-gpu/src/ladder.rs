@@ -11,27 +11,54 @@
 //! | `_ldg` | global loads | 128×128 | 8×8 | 8 | 1 + register prefetch | `ld.global.nc`, 128-bit where aligned |
 //! | `_dbuf` | shared staging (pipelining) | 128×128 | 8×8 | 8 | 2 (double-buffered) | `ld.global.nc`, 128-bit where aligned |
 //!
-//! Each kernel file writes its base kernel by hand and one generic body
+//! Each kernel file declares its kernel once with [`ladder_kernels!`]: the parameter list
+//! (the launch ABI every variant shares), the base kernel's body, and one generic body
 //! `<const M: usize, const STAGES: usize, const LDG: bool>` (thread-tile side, shared
-//! stages, `ld.global.nc` or not); [`ladder_kernels!`] emits the four other entries
-//! from it, with their doc comments, from the table above.
+//! stages, `ld.global.nc` or not) from which the macro emits the four other entries,
+//! with their doc comments, as in the table above.
 
-/// Emits the four ladder entries of one kernel from its generic body.
+/// Emits one kernel of the ladder: its base entry, its generic body and the four ladder
+/// entries built on that body.
 ///
-/// `base` is the base kernel (for the docs), `body` the generic body with the entries'
-/// parameter list (every entry has the base kernel's parameters), `vector_loads_when` the
-/// condition for 128-bit global loads (docs), then the four entry names, each under the
-/// level it changes.
+/// ```text
+/// ladder_kernels! {
+///     params(p: ForwardParams, x: Global<f32>, …);
+///     /// docs of the base kernel
+///     base margin_forward { … }
+///     /// docs of the generic body
+///     variants forward_tiled<M, STAGES, LDG> { … }
+///     vector_loads_when: "`D` is a multiple of 4";   // for the `_ldg` docs
+///     thread_tile_in_runs: margin_forward_unrolled;  // each entry under the level it changes
+///     block_tile_128: margin_forward_micro8;
+///     global_loads_nc: margin_forward_ldg;
+///     shared_double_buffered: margin_forward_dbuf;
+/// }
+/// ```
 macro_rules! ladder_kernels {
     (
-        base: $base:ident,
-        body: $body:ident($($arg:ident : $ty:ty),* $(,)?),
-        vector_loads_when: $when:literal,
-        thread_tile_in_runs: $unrolled:ident,
-        block_tile_128: $micro8:ident,
-        global_loads_nc: $ldg:ident,
-        shared_double_buffered: $dbuf:ident $(,)?
+        params($($arg:ident : $ty:ty),* $(,)?);
+        $(#[$base_meta:meta])*
+        base $base:ident $base_body:block
+        $(#[$body_meta:meta])*
+        variants $body:ident<$m:ident, $stages:ident, $ldg_flag:ident> $tiled_body:block
+        vector_loads_when: $when:literal;
+        thread_tile_in_runs: $unrolled:ident;
+        block_tile_128: $micro8:ident;
+        global_loads_nc: $ldg:ident;
+        shared_double_buffered: $dbuf:ident $(;)?
     ) => {
+        $crate::kernel! {
+            $(#[$base_meta])*
+            pub fn $base($($arg: $ty),*) $base_body
+        }
+
+        $(#[$body_meta])*
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn $body<const $m: usize, const $stages: usize, const $ldg_flag: bool>(
+            $($arg: $ty),*
+        ) $tiled_body
+
         $crate::kernel! {
             #[doc = concat!(
                 "[`", stringify!($base), "`] with the **thread tile** held in runs of 4 ",

@@ -17,7 +17,6 @@
 //! The summation order is fixed, so dW is bitwise reproducible.
 
 use crate::device::{self, Global, GlobalMut, Shared};
-use crate::kernel;
 use crate::ladder::ladder_kernels;
 use crate::mainloop::staging::{Staging, fetch_run, with_fetch};
 use crate::mainloop::tile::{MT, T, TL, micro_offset, tile, unroll};
@@ -25,9 +24,8 @@ use crate::mainloop::{self, single_stage};
 use crate::margin_math::fma;
 use crate::params::GradParams;
 
-kernel! {
-    /// `dW = G'ᵀ·X + diag(γ)·W`; see the module docs.
-    pub fn margin_weight_grad(
+ladder_kernels! {
+    params(
         p: GradParams,
         g: Global<f32>,
         x: Global<f32>,
@@ -36,7 +34,10 @@ kernel! {
         cache_p: Global<f32>,
         gamma_scale: Global<f32>,
         dw: GlobalMut<f32>,
-    ) {
+    );
+
+    /// `dW = G'ᵀ·X + diag(γ)·W`; see the module docs.
+    base margin_weight_grad {
         let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
         let tx = device::thread_idx_x() as usize;
         let ty = device::thread_idx_y() as usize;
@@ -98,113 +99,90 @@ kernel! {
             }
         });
     }
-}
 
-/// The body of the weight-gradient kernel's ladder variants ([`ladder_kernels!`]): `M × M`
-/// thread tile, `STAGES` shared stages, `ld.global.nc` if `LDG`. Same arguments and
-/// results as [`margin_weight_grad`], γ bit for bit equal.
-///
-/// γ is gathered after the main loop instead of inside it (the loop keeps only GEMM
-/// work): thread `(tx, ty)` walks samples `i ≡ tx (mod 16)` in order and adds
-/// `G_{i,y_i}·gamma_scale[i]` to the partial of its class row `y_i`, if it owns one; the
-/// 16 partials of a class are then summed in `tx` order, as in [`margin_weight_grad`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn weight_grad_tiled<const M: usize, const STAGES: usize, const LDG: bool>(
-    p: GradParams,
-    g: Global<f32>,
-    x: Global<f32>,
-    w: Global<f32>,
-    labels: Global<u32>,
-    cache_p: Global<f32>,
-    gamma_scale: Global<f32>,
-    dw: GlobalMut<f32>,
-) {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
+    /// The body of the weight-gradient kernel's ladder variants ([`ladder_kernels!`]): `M × M`
+    /// thread tile, `STAGES` shared stages, `ld.global.nc` if `LDG`. Same arguments and
+    /// results as [`margin_weight_grad`], γ bit for bit equal.
+    ///
+    /// γ is gathered after the main loop instead of inside it (the loop keeps only GEMM
+    /// work): thread `(tx, ty)` walks samples `i ≡ tx (mod 16)` in order and adds
+    /// `G_{i,y_i}·gamma_scale[i]` to the partial of its class row `y_i`, if it owns one; the
+    /// 16 partials of a class are then summed in `tx` order, as in [`margin_weight_grad`].
+    variants weight_grad_tiled<M, STAGES, LDG> {
+        let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(M);
+        let row0 = device::block_idx_y() as usize * tile(M);
 
-    let (row0_32, col0_32) = (row0 as u32, col0 as u32);
-    // A stage of G is `[sample][class]` and of X `[sample][column]`: both direct.
-    let aligned =
-        || c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && x.is_vec4_aligned();
-    let acc = with_fetch!(LDG, aligned(), |fetch, UNROLL| {
-        mainloop::run::<M, STAGES, UNROLL, _, _>(
-            0,
-            p.n,
-            Staging::Direct,
-            |i, cl| {
-                let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
-                if i < p.n {
-                    // Unconditional loads and selects: no branch in the main loop.
-                    let rel = labels.get(i as usize).wrapping_sub(row0_32 + cl);
-                    let p_i = cache_p.get(i as usize);
-                    for (e, ve) in (0u32..).zip(v.iter_mut()) {
-                        if e == rel {
-                            *ve *= p_i;
+        let (row0_32, col0_32) = (row0 as u32, col0 as u32);
+        // A stage of G is `[sample][class]` and of X `[sample][column]`: both direct.
+        let aligned = || {
+            c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && x.is_vec4_aligned()
+        };
+        let acc = with_fetch!(LDG, aligned(), |fetch, UNROLL| {
+            mainloop::run::<M, STAGES, UNROLL, _, _>(
+                0,
+                p.n,
+                Staging::Direct,
+                |i, cl| {
+                    let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
+                    if i < p.n {
+                        // Unconditional loads and selects: no branch in the main loop.
+                        let rel = labels.get(i as usize).wrapping_sub(row0_32 + cl);
+                        let p_i = cache_p.get(i as usize);
+                        for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                            if e == rel {
+                                *ve *= p_i;
+                            }
                         }
                     }
-                }
-                v
-            },
-            Staging::Direct,
-            |i, cl| fetch_run(fetch, x, i < p.n, i as usize * d, col0_32 + cl, p.d),
-        )
-    });
+                    v
+                },
+                Staging::Direct,
+                |i, cl| fetch_run(fetch, x, i < p.n, i as usize * d, col0_32 + cl, p.d),
+            )
+        });
 
-    let mut gamma_part = [0.0f32; M];
-    let mut i = tx;
-    while i < n {
-        let y = labels.get(i) as usize;
-        let rel = y.wrapping_sub(row0);
+        let mut gamma_part = [0.0f32; M];
+        let mut i = tx;
+        while i < n {
+            let y = labels.get(i) as usize;
+            let rel = y.wrapping_sub(row0);
+            unroll!(M, l => {
+                if rel == micro_offset(ty, l) {
+                    gamma_part[l] = fma(g.get(i * c + y), gamma_scale.get(i), gamma_part[l]);
+                }
+            });
+            i += T;
+        }
+        // The main loop ended on a barrier, so its stages may be overwritten.
+        let sh: Shared<f32> = device::dynamic_shared::<f32>();
         unroll!(M, l => {
-            if rel == micro_offset(ty, l) {
-                gamma_part[l] = fma(g.get(i * c + y), gamma_scale.get(i), gamma_part[l]);
+            sh.set(micro_offset(ty, l) * T + tx, gamma_part[l]);
+        });
+        device::sync_threads();
+        unroll!(M, i => {
+            let class = row0 + micro_offset(ty, i);
+            if class < c {
+                let mut gamma = 0.0f32;
+                for t in 0..T {
+                    gamma += sh.get(micro_offset(ty, i) * T + t);
+                }
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < d {
+                        let v = if gamma != 0.0 { fma(gamma, w.get(class * d + col), v) } else { v };
+                        dw.set(class * d + col, v);
+                    }
+                }
             }
         });
-        i += T;
     }
-    // The main loop ended on a barrier, so its stages may be overwritten.
-    let sh: Shared<f32> = device::dynamic_shared::<f32>();
-    unroll!(M, l => {
-        sh.set(micro_offset(ty, l) * T + tx, gamma_part[l]);
-    });
-    device::sync_threads();
-    unroll!(M, i => {
-        let class = row0 + micro_offset(ty, i);
-        if class < c {
-            let mut gamma = 0.0f32;
-            for t in 0..T {
-                gamma += sh.get(micro_offset(ty, i) * T + t);
-            }
-            for (j, &v) in acc[i].iter().enumerate() {
-                let col = col0 + micro_offset(tx, j);
-                if col < d {
-                    let v = if gamma != 0.0 { fma(gamma, w.get(class * d + col), v) } else { v };
-                    dw.set(class * d + col, v);
-                }
-            }
-        }
-    });
-}
 
-ladder_kernels! {
-    base: margin_weight_grad,
-    body: weight_grad_tiled(
-        p: GradParams,
-        g: Global<f32>,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        gamma_scale: Global<f32>,
-        dw: GlobalMut<f32>,
-    ),
-    vector_loads_when: "`C` and `D` are multiples of 4",
-    thread_tile_in_runs: margin_weight_grad_unrolled,
-    block_tile_128: margin_weight_grad_micro8,
-    global_loads_nc: margin_weight_grad_ldg,
-    shared_double_buffered: margin_weight_grad_dbuf,
+    vector_loads_when: "`C` and `D` are multiples of 4";
+    thread_tile_in_runs: margin_weight_grad_unrolled;
+    block_tile_128: margin_weight_grad_micro8;
+    global_loads_nc: margin_weight_grad_ldg;
+    shared_double_buffered: margin_weight_grad_dbuf;
 }

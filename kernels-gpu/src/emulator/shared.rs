@@ -1,5 +1,6 @@
-//! Checked accesses of a block's dynamic shared memory ([`SharedMemory`](super::context::SharedMemory)):
-//! memcheck, racecheck and initcheck on its per-byte shadow state.
+//! Checked accesses of a block's dynamic shared memory
+//! ([`SharedMemory`](super::context::SharedMemory)): memcheck, racecheck and initcheck on
+//! its per-byte shadow state.
 
 use std::panic::Location;
 
