@@ -66,7 +66,7 @@ pub enum KernelVariant {
     Ldg,
     /// Shared staging changed: `ldg` with double-buffered shared memory, one barrier per
     /// stage (suffix `_dbuf`).
-        Dbuf,
+    Dbuf,
 }
 
 impl KernelVariant {
