@@ -365,7 +365,7 @@ fn split_k_agrees_and_is_bitwise_reproducible() {
     }
 }
 
-/// The simplified margin's convention at its kink (MARGIN-MATH.md): `p = 1`, `g = z` at
+/// The simplified margin's convention at its kink (`docs/math.md`): `p = 1`, `g = z` at
 /// z = 0, tested where z is exactly 0 whatever the summation order: an all-zero x row
 /// (its dX row is `Σ_j G_ij·w_j` with the plain `G`) and rows whose target class has a
 /// zero weight row (that class's dW row is `Σ_i G_iy·x_i`, plain too). Those rows must

@@ -1,21 +1,25 @@
 //! Forward kernel: `F = X·Wᵀ` (X N×D, W C×D, F N×C, all row-major) with the margin
 //! epilogue at each row's target `(i, y_i)` and the per-row cache backward reads.
 //!
-//! Launch: grid `(⌈C/64⌉, ⌈N/64⌉)`, block `(16, 16)`, [`crate::params::GEMM_SHARED_BYTES`]
-//! of dynamic shared memory. Block `(bx, by)` computes `F[64·by.., 64·bx..]`; both operands
-//! are rows with k contiguous, so both are staged transposed (`Staging::Transpose` in `gemm_tile`).
+//! Launch (base kernel): grid `(⌈C/64⌉, ⌈N/64⌉)`, block `(16, 16)`,
+//! [`crate::params::GEMM_SHARED_BYTES`] of dynamic shared memory. Block `(bx, by)`
+//! computes `F[64·by.., 64·bx..]`; both operands are rows with k contiguous, so both are
+//! staged transposed. The ladder variants ([`margin_forward_unrolled`] …) take the same
+//! arguments with their own block tile and shared memory size.
 //!
 //! Epilogue, train mode: the thread holding `z = F[i, y_i]` replaces it by `g` and writes
 //! `p[i]`, `alpha_scale[i] = q·b/a`, `gamma_scale[i] = q·a/b` (exactly one thread per row
 //! does). The normalised kinds (CosFace, ArcFace, combined, SphereFace) run on the
-//! operands of [`crate::normalise::row_scale`] and read the raw norms too. L-Softmax reads `a = ‖x_i‖`, `b = ‖w_{y_i}‖` from `x_norms`, `w_norms` (the
+//! operands of [`crate::normalise::row_scale`] and read the raw norms too. L-Softmax
+//! reads `a = ‖x_i‖`, `b = ‖w_{y_i}‖` from `x_norms`, `w_norms` (the
 //! [`crate::row_norms::row_norms`] kernel, run first); other margins never touch them.
 //! Inference mode: plain `F`, and the cache `p = 1`, scales 0.
 
 use crate::device::{self, Global, GlobalMut};
-use crate::gemm_tile::{Staging, T, TL, gemm_main_loop, select, unroll_micro};
-use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, micro_owner, tile, unroll};
-use crate::kernel;
+use crate::ladder::ladder_kernels;
+use crate::mainloop::staging::{Staging, fetch_run, with_fetch};
+use crate::mainloop::tile::{MT, T, TL, micro_offset, micro_owner, select, tile, unroll};
+use crate::mainloop::{self, single_stage};
 use crate::margin_math::{self, TargetEpilogue};
 use crate::params::{ForwardParams, KernelMode};
 
@@ -54,9 +58,8 @@ fn target_epilogue(
     gamma_scale.set(row, e.gamma_scale);
 }
 
-kernel! {
-    /// `F = X·Wᵀ` plus the margin epilogue and row cache; see the module docs.
-    pub fn margin_forward(
+ladder_kernels! {
+    params(
         p: ForwardParams,
         x: Global<f32>,
         w: Global<f32>,
@@ -67,14 +70,17 @@ kernel! {
         cache_p: GlobalMut<f32>,
         alpha_scale: GlobalMut<f32>,
         gamma_scale: GlobalMut<f32>,
-    ) {
+    );
+
+    /// `F = X·Wᵀ` plus the margin epilogue and row cache; see the module docs.
+    base margin_forward {
         let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
         let tx = device::thread_idx_x() as usize;
         let ty = device::thread_idx_y() as usize;
         let col0 = device::block_idx_x() as usize * TL;
         let row0 = device::block_idx_y() as usize * TL;
 
-        let acc = gemm_main_loop(
+        let acc = single_stage::strided(
             d,
             Staging::Transpose,
             |_, k, r| {
@@ -89,7 +95,7 @@ kernel! {
             |_| {},
         );
 
-        unroll_micro!(i => {
+        unroll!(MT, i => {
             let row = row0 + ty + T * i;
             if row < n {
                 for (j, &v) in acc[i].iter().enumerate() {
@@ -111,44 +117,27 @@ kernel! {
             }
         });
     }
-}
 
-/// The forward kernel on the [`gemm_wide`] main loop with an `M × M` thread tile,
-/// double-buffered if `DB`, with `ld.global.nc` (128-bit where `D` and the pointers allow)
-/// if `NC`. Same arguments and results as [`margin_forward`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
-    p: ForwardParams,
-    x: Global<f32>,
-    w: Global<f32>,
-    labels: Global<u32>,
-    x_norms: Global<f64>,
-    w_norms: Global<f64>,
-    out: GlobalMut<f32>,
-    cache_p: GlobalMut<f32>,
-    alpha_scale: GlobalMut<f32>,
-    gamma_scale: GlobalMut<f32>,
-) {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
-    let (row0_32, col0_32) = (row0 as u32, col0 as u32);
+    /// The body of the forward kernel's ladder variants ([`ladder_kernels!`]): `M × M` thread
+    /// tile, `STAGES` shared stages, `ld.global.nc` (128-bit where `D` and the pointers allow)
+    /// if `LDG`. Same arguments and results as [`margin_forward`].
+    variants forward_tiled<M, STAGES, LDG> {
+        let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(M);
+        let row0 = device::block_idx_y() as usize * tile(M);
+        let (row0_32, col0_32) = (row0 as u32, col0 as u32);
 
-    // Both operands are rows with k contiguous: runs along k of one X row and one W row.
-    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
-    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
-    macro_rules! gemm {
-        ($fetch:expr, $unroll:expr) => {{
-            let fetch: Fetch = $fetch;
-            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+        // Both operands are rows with k contiguous: runs along k of one X row and one W row.
+        let aligned = || d.is_multiple_of(4) && x.is_vec4_aligned() && w.is_vec4_aligned();
+        let acc = with_fetch!(LDG, aligned(), |fetch, UNROLL| {
+            mainloop::run::<M, STAGES, UNROLL, _, _>(
                 0,
                 p.d,
-                gemm_wide::Staging::Transpose,
+                Staging::Transpose,
                 |k, r| fetch_run(fetch, x, row0_32 + r < p.n, (row0 + r as usize) * d, k, p.d),
-                gemm_wide::Staging::Transpose,
+                Staging::Transpose,
                 |k, cl| {
                     fetch_run(
                         fetch,
@@ -160,102 +149,33 @@ fn forward_wide<const M: usize, const DB: bool, const NC: bool>(
                     )
                 },
             )
-        }};
-    }
-    let acc = if !NC {
-        gemm!(Fetch::Scalar, true)
-    } else if d.is_multiple_of(4) && x.is_vec4_aligned() && w.is_vec4_aligned() {
-        gemm!(Fetch::Vector, true)
-    } else {
-        gemm!(Fetch::ScalarNc, false)
-    };
+        });
 
-    unroll!(M, i => {
-        let row = row0 + micro_offset(ty, i);
-        if row < n {
-            for (j, &v) in acc[i].iter().enumerate() {
-                let col = col0 + micro_offset(tx, j);
-                if col < c {
-                    out.set(row * c + col, v);
+        unroll!(M, i => {
+            let row = row0 + micro_offset(ty, i);
+            if row < n {
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < c {
+                        out.set(row * c + col, v);
+                    }
+                }
+                // As in `margin_forward`: the target entry, overwritten after the plain store.
+                let y = labels.get(row) as usize;
+                let rel = y.wrapping_sub(col0);
+                if rel < tile(M) && micro_owner(rel).0 == tx {
+                    let z = select(&acc[i], micro_owner(rel).1);
+                    target_epilogue(
+                        &p, row, y, z, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale,
+                    );
                 }
             }
-            // As in `margin_forward`: the target entry, overwritten after the plain store.
-            let y = labels.get(row) as usize;
-            let rel = y.wrapping_sub(col0);
-            if rel < tile(M) && micro_owner(rel).0 == tx {
-                let z = gemm_wide::select(&acc[i], micro_owner(rel).1);
-                target_epilogue(
-                    &p, row, y, z, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale,
-                );
-            }
-        }
-    });
-}
-
-kernel! {
-    /// Rung (a) of [`margin_forward`]: 64×64 tile, 4×4 thread tile, stage unrolled by
-    /// construction, 128-bit shared loads (`gemm_wide.rs`).
-    pub fn margin_forward_unrolled(
-        p: ForwardParams,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        x_norms: Global<f64>,
-        w_norms: Global<f64>,
-        out: GlobalMut<f32>,
-        cache_p: GlobalMut<f32>,
-        alpha_scale: GlobalMut<f32>,
-        gamma_scale: GlobalMut<f32>,
-    ) {
-        forward_wide::<4, false, false>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
+        });
     }
 
-    /// Rung (b): rung (a) with a 128×128 tile and an 8×8 thread tile.
-    pub fn margin_forward_micro8(
-        p: ForwardParams,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        x_norms: Global<f64>,
-        w_norms: Global<f64>,
-        out: GlobalMut<f32>,
-        cache_p: GlobalMut<f32>,
-        alpha_scale: GlobalMut<f32>,
-        gamma_scale: GlobalMut<f32>,
-    ) {
-        forward_wide::<8, false, false>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
-    }
-
-    /// Rung (b) with global loads through `ld.global.nc`, 128-bit when `D` is a multiple
-    /// of 4.
-    pub fn margin_forward_ldg(
-        p: ForwardParams,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        x_norms: Global<f64>,
-        w_norms: Global<f64>,
-        out: GlobalMut<f32>,
-        cache_p: GlobalMut<f32>,
-        alpha_scale: GlobalMut<f32>,
-        gamma_scale: GlobalMut<f32>,
-    ) {
-        forward_wide::<8, false, true>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
-    }
-
-    /// Rung (c): the `ldg` rung with double-buffered shared memory (one barrier per stage).
-    pub fn margin_forward_dbuf(
-        p: ForwardParams,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        x_norms: Global<f64>,
-        w_norms: Global<f64>,
-        out: GlobalMut<f32>,
-        cache_p: GlobalMut<f32>,
-        alpha_scale: GlobalMut<f32>,
-        gamma_scale: GlobalMut<f32>,
-    ) {
-        forward_wide::<8, true, true>(p, x, w, labels, x_norms, w_norms, out, cache_p, alpha_scale, gamma_scale);
-    }
+    vector_loads_when: "`D` is a multiple of 4";
+    thread_tile_in_runs: margin_forward_unrolled;
+    block_tile_128: margin_forward_micro8;
+    global_loads_nc: margin_forward_ldg;
+    shared_double_buffered: margin_forward_dbuf;
 }

@@ -1,17 +1,21 @@
 //! Input-gradient kernel: `dX = G'·W + diag(α)·X` (G N×C, W C×D, X and dX N×D, row-major),
 //! where `G'` is `G` with `G'_{i,y_i} = p_i·G_{i,y_i}` and `α_i = G_{i,y_i}·alpha_scale[i]`.
 //!
-//! Launch: grid `(⌈D/64⌉, ⌈N/64⌉)`, block `(16, 16)`, [`crate::params::GEMM_SHARED_BYTES`]
-//! of dynamic shared memory. The K dimension is the class index. `G` rows are staged
+//! Launch (base kernel): grid `(⌈D/64⌉, ⌈N/64⌉)`, block `(16, 16)`,
+//! [`crate::params::GEMM_SHARED_BYTES`] of dynamic shared memory; the ladder variants
+//! ([`margin_input_grad_unrolled`] …) take the same arguments with their own block tile
+//! and shared memory size. The K dimension is the class index. `G` rows are staged
 //! transposed, and the target entry is scaled by `p_i` as it is loaded, so `G'` never
-//! exists in memory; `W` rows are already `[k][column]` (`Staging::Direct` in `gemm_tile`). The
+//! exists in memory; `W` rows are already `[k][column]` (staged directly). The
 //! `diag(α)·X` term is one `fma` per output in the epilogue, skipped on rows with `α = 0`
 //! (every row of the plain and simplified margins and of inference mode).
 
 use crate::device::{self, Global, GlobalMut};
-use crate::gemm_tile::{MT, Staging, T, TL, gemm_main_loop, unroll_micro};
-use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, tile, unroll};
 use crate::kernel;
+use crate::ladder::ladder_kernels;
+use crate::mainloop::staging::{Staging, fetch_run, with_fetch};
+use crate::mainloop::tile::{MT, T, TL, micro_offset, tile, unroll};
+use crate::mainloop::{self, single_stage};
 use crate::margin_math::fma;
 use crate::params::{GradParams, SplitKParams};
 
@@ -26,9 +30,58 @@ fn add_alpha_x(alpha: f32, x: Global<f32>, at: usize, v: f32) -> f32 {
     }
 }
 
-kernel! {
-    /// `dX = G'·W + diag(α)·X`; see the module docs.
-    pub fn margin_input_grad(
+/// `(G'·W)` restricted to classes `k_begin..k_end`, for this block's tile with an `M × M`
+/// thread tile, `STAGES` shared stages and `ld.global.nc` if `LDG`. G rows are staged
+/// transposed with the target entry scaled by `p_i`; W rows are already `[k][column]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_grad_tile<const M: usize, const STAGES: usize, const LDG: bool>(
+    p: GradParams,
+    k_begin: u32,
+    k_end: u32,
+    g: Global<f32>,
+    w: Global<f32>,
+    labels: Global<u32>,
+    cache_p: Global<f32>,
+) -> [[f32; M]; M] {
+    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+    let tx = device::thread_idx_x() as usize;
+    let ty = device::thread_idx_y() as usize;
+    let col0 = device::block_idx_x() as usize * tile(M);
+    let row0 = device::block_idx_y() as usize * tile(M);
+    // The one G row this thread stages: its label and p, loaded once.
+    let staged_row = row0 + Staging::Transpose.run(M, T * ty + tx).1;
+    let (target, p_row) = if staged_row < n {
+        (labels.get(staged_row), cache_p.get(staged_row))
+    } else {
+        (u32::MAX, 1.0)
+    };
+    let col0_32 = col0 as u32;
+    let aligned =
+        || c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && w.is_vec4_aligned();
+    with_fetch!(LDG, aligned(), |fetch, UNROLL| {
+        mainloop::run::<M, STAGES, UNROLL, _, _>(
+            k_begin,
+            k_end,
+            Staging::Transpose,
+            |k, _| {
+                let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
+                let rel = target.wrapping_sub(k);
+                for (e, ve) in (0u32..).zip(v.iter_mut()) {
+                    if rel == e {
+                        *ve *= p_row;
+                    }
+                }
+                v
+            },
+            Staging::Direct,
+            |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
+        )
+    })
+}
+
+ladder_kernels! {
+    params(
         p: GradParams,
         g: Global<f32>,
         w: Global<f32>,
@@ -37,7 +90,10 @@ kernel! {
         cache_p: Global<f32>,
         alpha_scale: Global<f32>,
         dx: GlobalMut<f32>,
-    ) {
+    );
+
+    /// `dX = G'·W + diag(α)·X`; see the module docs.
+    base margin_input_grad {
         let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
         let tx = device::thread_idx_x() as usize;
         let ty = device::thread_idx_y() as usize;
@@ -56,7 +112,7 @@ kernel! {
             }
         }
 
-        let acc = gemm_main_loop(
+        let acc = single_stage::strided(
             c,
             Staging::Transpose,
             |l, k, r| {
@@ -76,7 +132,7 @@ kernel! {
             |_| {},
         );
 
-        unroll_micro!(i => {
+        unroll!(MT, i => {
             let row = row0 + ty + T * i;
             if row < n {
                 let alpha = g.get(row * c + target[i]) * alpha_scale.get(row);
@@ -89,165 +145,41 @@ kernel! {
             }
         });
     }
-}
 
-/// `(G'·W)` restricted to classes `k_begin..k_end`, for this block's `TL × TL` tile, on
-/// the [`gemm_wide`] main loop (`M × M` thread tile, double-buffered if `DB`,
-/// `ld.global.nc` if `NC`). G rows are staged transposed with the target entry scaled by
-/// `p_i`; W rows are already `[k][column]`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn input_grad_tile<const M: usize, const DB: bool, const NC: bool>(
-    p: GradParams,
-    k_begin: u32,
-    k_end: u32,
-    g: Global<f32>,
-    w: Global<f32>,
-    labels: Global<u32>,
-    cache_p: Global<f32>,
-) -> [[f32; M]; M] {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
-    // The one G row this thread stages: its label and p, loaded once.
-    let staged_row = row0 + gemm_wide::Staging::Transpose.coords(M, T * ty + tx).1;
-    let (target, p_row) = if staged_row < n {
-        (labels.get(staged_row), cache_p.get(staged_row))
-    } else {
-        (u32::MAX, 1.0)
-    };
-    let col0_32 = col0 as u32;
-    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
-    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
-    macro_rules! gemm {
-        ($fetch:expr, $unroll:expr) => {{
-            let fetch: Fetch = $fetch;
-            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
-                k_begin,
-                k_end,
-                gemm_wide::Staging::Transpose,
-                |k, _| {
-                    let mut v = fetch_run(fetch, g, staged_row < n, staged_row * c, k, p.c);
-                    let rel = target.wrapping_sub(k);
-                    for (e, ve) in (0u32..).zip(v.iter_mut()) {
-                        if rel == e {
-                            *ve *= p_row;
-                        }
+    /// The body of the input-gradient kernel's ladder variants ([`ladder_kernels!`]): `M × M`
+    /// thread tile, `STAGES` shared stages, `ld.global.nc` if `LDG`. Same arguments and
+    /// results as [`margin_input_grad`].
+    variants input_grad_tiled<M, STAGES, LDG> {
+        let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(M);
+        let row0 = device::block_idx_y() as usize * tile(M);
+        let acc = input_grad_tile::<M, STAGES, LDG>(p, 0, p.c, g, w, labels, cache_p);
+        unroll!(M, i => {
+            let row = row0 + micro_offset(ty, i);
+            if row < n {
+                let alpha = g.get(row * c + labels.get(row) as usize) * alpha_scale.get(row);
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < d {
+                        dx.set(row * d + col, add_alpha_x(alpha, x, row * d + col, v));
                     }
-                    v
-                },
-                gemm_wide::Staging::Direct,
-                |k, cl| fetch_run(fetch, w, k < p.c, k as usize * d, col0_32 + cl, p.d),
-            )
-        }};
-    }
-    if !NC {
-        gemm!(Fetch::Scalar, true)
-    } else if c.is_multiple_of(4)
-        && d.is_multiple_of(4)
-        && g.is_vec4_aligned()
-        && w.is_vec4_aligned()
-    {
-        gemm!(Fetch::Vector, true)
-    } else {
-        gemm!(Fetch::ScalarNc, false)
-    }
-}
-
-/// The input-gradient kernel on the [`gemm_wide`] main loop; same arguments and results
-/// as [`margin_input_grad`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn input_grad_wide<const M: usize, const DB: bool, const NC: bool>(
-    p: GradParams,
-    g: Global<f32>,
-    w: Global<f32>,
-    x: Global<f32>,
-    labels: Global<u32>,
-    cache_p: Global<f32>,
-    alpha_scale: Global<f32>,
-    dx: GlobalMut<f32>,
-) {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
-    let acc = input_grad_tile::<M, DB, NC>(p, 0, p.c, g, w, labels, cache_p);
-    unroll!(M, i => {
-        let row = row0 + micro_offset(ty, i);
-        if row < n {
-            let alpha = g.get(row * c + labels.get(row) as usize) * alpha_scale.get(row);
-            for (j, &v) in acc[i].iter().enumerate() {
-                let col = col0 + micro_offset(tx, j);
-                if col < d {
-                    dx.set(row * d + col, add_alpha_x(alpha, x, row * d + col, v));
                 }
             }
-        }
-    });
+        });
+    }
+
+    vector_loads_when: "`C` and `D` are multiples of 4";
+    thread_tile_in_runs: margin_input_grad_unrolled;
+    block_tile_128: margin_input_grad_micro8;
+    global_loads_nc: margin_input_grad_ldg;
+    shared_double_buffered: margin_input_grad_dbuf;
 }
 
 kernel! {
-    /// Rung (a) of [`margin_input_grad`] (`gemm_wide.rs`).
-    pub fn margin_input_grad_unrolled(
-        p: GradParams,
-        g: Global<f32>,
-        w: Global<f32>,
-        x: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        alpha_scale: Global<f32>,
-        dx: GlobalMut<f32>,
-    ) {
-        input_grad_wide::<4, false, false>(p, g, w, x, labels, cache_p, alpha_scale, dx);
-    }
-
-    /// Rung (b): 128×128 tile, 8×8 thread tile.
-    pub fn margin_input_grad_micro8(
-        p: GradParams,
-        g: Global<f32>,
-        w: Global<f32>,
-        x: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        alpha_scale: Global<f32>,
-        dx: GlobalMut<f32>,
-    ) {
-        input_grad_wide::<8, false, false>(p, g, w, x, labels, cache_p, alpha_scale, dx);
-    }
-
-    /// Rung (b) with `ld.global.nc` loads, 128-bit when `C` and `D` are multiples of 4.
-    pub fn margin_input_grad_ldg(
-        p: GradParams,
-        g: Global<f32>,
-        w: Global<f32>,
-        x: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        alpha_scale: Global<f32>,
-        dx: GlobalMut<f32>,
-    ) {
-        input_grad_wide::<8, false, true>(p, g, w, x, labels, cache_p, alpha_scale, dx);
-    }
-
-    /// Rung (c): the `ldg` rung with double-buffered shared memory.
-    pub fn margin_input_grad_dbuf(
-        p: GradParams,
-        g: Global<f32>,
-        w: Global<f32>,
-        x: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        alpha_scale: Global<f32>,
-        dx: GlobalMut<f32>,
-    ) {
-        input_grad_wide::<8, true, true>(p, g, w, x, labels, cache_p, alpha_scale, dx);
-    }
-
-    /// Split-K, first pass: block `(bx, by, z)` computes the `dbuf` rung's tile of
+    /// Split-K, first pass: block `(bx, by, z)` computes the tile of
+    /// [`margin_input_grad_dbuf`] (128×128 block tile, double-buffered) of
     /// `G'·W` over classes `z·chunk .. min((z + 1)·chunk, C)` and stores it to
     /// `partial[z]` (N×D, row-major). No float atomics: [`margin_input_grad_splitk_reduce`]
     /// adds the partials in `z` order.
@@ -267,7 +199,7 @@ kernel! {
         let z = device::block_idx_z();
         let k_begin = z * p.chunk;
         let k_end = if p.c_minus(k_begin) > p.chunk { k_begin + p.chunk } else { p.grad.c };
-        let acc = input_grad_tile::<8, true, true>(p.grad, k_begin, k_end, g, w, labels, cache_p);
+        let acc = input_grad_tile::<8, 2, true>(p.grad, k_begin, k_end, g, w, labels, cache_p);
         let slice = z as usize * n * d;
         unroll!(8, i => {
             let row = row0 + micro_offset(ty, i);

@@ -5,6 +5,12 @@
 //! - `emulator` (host only): runs kernels on the CPU with memcheck, racecheck,
 //!   initcheck and synccheck.
 //! - [`demo`]: small kernels that exercise the facade and the emulator.
+//! - the margin kernels: [`forward`], [`input_grad`], [`weight_grad`] (the three GEMM
+//!   kernels, each with its ladder of variants), [`row_norms`], [`normalise`], the
+//!   device-side margin math ([`margin_math`]) and the parameter structs and entry names
+//!   shared with the host ([`params`]). The GEMM main loops (`mainloop/`: tile
+//!   hierarchy, staging, single-stage and double-buffered pipelines) and the ladder's one
+//!   definition (`ladder.rs`) are private to the crate.
 #![cfg_attr(target_arch = "nvptx64", no_std)]
 // `core::intrinsics::gpu` is an internal feature; it is the only way rustc offers to reach
 // dynamic shared memory.
@@ -26,14 +32,15 @@
 
 pub mod demo;
 pub mod device;
-// The margin kernels (issue 4): parameters shared with the host, device-side margin math,
-// the GEMM main loop, and one file per kernel.
 #[cfg(not(target_arch = "nvptx64"))]
 pub mod emulator;
+// The margin kernels: parameters shared with the host (`params`), device-side margin
+// math, the GEMM main loops (`mainloop`), the ladder of kernel variants (`ladder`), and
+// one file per kernel.
 pub mod forward;
-mod gemm_tile;
-mod gemm_wide;
 pub mod input_grad;
+mod ladder;
+mod mainloop;
 pub mod margin_math;
 pub mod normalise;
 pub mod params;

@@ -201,8 +201,9 @@ pub const SPLITK_REDUCE_KERNEL: &str = "margin_input_grad_splitk_reduce";
 /// Threads per block of the split-K reduction (1-D).
 pub const SPLITK_REDUCE_THREADS: u32 = 256;
 
-/// Dynamic shared memory of a block of the `gemm_wide` rungs with an `m × m` thread tile
-/// (`m` = 4 or 8), double-buffered or not: `stages · 2 · (64/m) · (16·m + 4) · 4` bytes.
+/// Dynamic shared memory of a block of the ladder variants (`_unrolled`, `_micro8`, `_ldg`,
+/// `_dbuf`) with an `m × m` thread tile in runs of 4 (`m` = 4 or 8), double-buffered or
+/// not: `stages · 2 · (64/m) · (16·m + 4) · 4` bytes.
 pub const fn wide_shared_bytes(m: u32, double_buffer: bool) -> u32 {
     let stages = if double_buffer { 2 } else { 1 };
     stages * 2 * (64 / m) * (THREADS * m + 4) * 4

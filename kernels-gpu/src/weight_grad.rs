@@ -2,10 +2,12 @@
 //! row-major), `G'` as in [`crate::input_grad`], and
 //! `γ_j = Σ_{i: y_i = j} G_{i,y_i}·gamma_scale[i]`.
 //!
-//! Launch: grid `(⌈D/64⌉, ⌈C/64⌉)`, block `(16, 16)`, [`crate::params::GEMM_SHARED_BYTES`]
-//! of dynamic shared memory. The K dimension is the sample index `i`: a stage of `G` is 16
+//! Launch (base kernel): grid `(⌈D/64⌉, ⌈C/64⌉)`, block `(16, 16)`,
+//! [`crate::params::GEMM_SHARED_BYTES`] of dynamic shared memory; the ladder variants
+//! ([`margin_weight_grad_unrolled`] …) take the same arguments with their own block tile
+//! and shared memory size. The K dimension is the sample index `i`: a stage of `G` is 16
 //! rows of G restricted to the block's 64 classes, already `[k][class]`, and a stage of X
-//! is 16 rows of X, already `[k][column]` (both `Staging::Direct` in `gemm_tile`, no transpose). The
+//! is 16 rows of X, already `[k][column]` (both staged directly, no transpose). The
 //! target entry of each G row is scaled by `p_i` as it is loaded.
 //!
 //! γ without atomics: during the loop over samples, thread `(tx, ty)` looks at sample
@@ -15,15 +17,15 @@
 //! The summation order is fixed, so dW is bitwise reproducible.
 
 use crate::device::{self, Global, GlobalMut, Shared};
-use crate::gemm_tile::{MT, Staging, T, TL, gemm_main_loop, unroll_micro};
-use crate::gemm_wide::{self, Fetch, fetch_run, micro_offset, tile, unroll};
-use crate::kernel;
+use crate::ladder::ladder_kernels;
+use crate::mainloop::staging::{Staging, fetch_run, with_fetch};
+use crate::mainloop::tile::{MT, T, TL, micro_offset, tile, unroll};
+use crate::mainloop::{self, single_stage};
 use crate::margin_math::fma;
 use crate::params::GradParams;
 
-kernel! {
-    /// `dW = G'ᵀ·X + diag(γ)·W`; see the module docs.
-    pub fn margin_weight_grad(
+ladder_kernels! {
+    params(
         p: GradParams,
         g: Global<f32>,
         x: Global<f32>,
@@ -32,7 +34,10 @@ kernel! {
         cache_p: Global<f32>,
         gamma_scale: Global<f32>,
         dw: GlobalMut<f32>,
-    ) {
+    );
+
+    /// `dW = G'ᵀ·X + diag(γ)·W`; see the module docs.
+    base margin_weight_grad {
         let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
         let tx = device::thread_idx_x() as usize;
         let ty = device::thread_idx_y() as usize;
@@ -40,7 +45,7 @@ kernel! {
         let row0 = device::block_idx_y() as usize * TL;
 
         let mut gamma_part = [0.0f32; MT];
-        let acc = gemm_main_loop(
+        let acc = single_stage::strided(
             n,
             Staging::Direct,
             |_, i, cl| {
@@ -62,7 +67,7 @@ kernel! {
                 if i < n {
                     let y = labels.get(i) as usize;
                     let rel = y.wrapping_sub(row0 + ty);
-                    unroll_micro!(l => {
+                    unroll!(MT, l => {
                         if rel == T * l {
                             gamma_part[l] = fma(g.get(i * c + y), gamma_scale.get(i), gamma_part[l]);
                         }
@@ -73,11 +78,11 @@ kernel! {
 
         // The main loop ended on a barrier, so its stages may be overwritten.
         let sh: Shared<f32> = device::dynamic_shared::<f32>();
-        unroll_micro!(l => {
+        unroll!(MT, l => {
             sh.set((ty + T * l) * T + tx, gamma_part[l]);
         });
         device::sync_threads();
-        unroll_micro!(i => {
+        unroll!(MT, i => {
             let class = row0 + ty + T * i;
             if class < c {
                 let mut gamma = 0.0f32;
@@ -94,45 +99,32 @@ kernel! {
             }
         });
     }
-}
 
-/// The weight-gradient kernel on the [`gemm_wide`] main loop (`M × M` thread tile,
-/// double-buffered if `DB`, `ld.global.nc` if `NC`); same arguments and results as
-/// [`margin_weight_grad`], γ bit for bit equal.
-///
-/// γ is gathered after the main loop instead of inside it (the loop keeps only GEMM
-/// work): thread `(tx, ty)` walks samples `i ≡ tx (mod 16)` in order and adds
-/// `G_{i,y_i}·gamma_scale[i]` to the partial of its class row `y_i`, if it owns one; the
-/// 16 partials of a class are then summed in `tx` order, as in [`margin_weight_grad`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
-    p: GradParams,
-    g: Global<f32>,
-    x: Global<f32>,
-    w: Global<f32>,
-    labels: Global<u32>,
-    cache_p: Global<f32>,
-    gamma_scale: Global<f32>,
-    dw: GlobalMut<f32>,
-) {
-    let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
-    let tx = device::thread_idx_x() as usize;
-    let ty = device::thread_idx_y() as usize;
-    let col0 = device::block_idx_x() as usize * tile(M);
-    let row0 = device::block_idx_y() as usize * tile(M);
+    /// The body of the weight-gradient kernel's ladder variants ([`ladder_kernels!`]): `M × M`
+    /// thread tile, `STAGES` shared stages, `ld.global.nc` if `LDG`. Same arguments and
+    /// results as [`margin_weight_grad`], γ bit for bit equal.
+    ///
+    /// γ is gathered after the main loop instead of inside it (the loop keeps only GEMM
+    /// work): thread `(tx, ty)` walks samples `i ≡ tx (mod 16)` in order and adds
+    /// `G_{i,y_i}·gamma_scale[i]` to the partial of its class row `y_i`, if it owns one; the
+    /// 16 partials of a class are then summed in `tx` order, as in [`margin_weight_grad`].
+    variants weight_grad_tiled<M, STAGES, LDG> {
+        let (n, d, c) = (p.n as usize, p.d as usize, p.c as usize);
+        let tx = device::thread_idx_x() as usize;
+        let ty = device::thread_idx_y() as usize;
+        let col0 = device::block_idx_x() as usize * tile(M);
+        let row0 = device::block_idx_y() as usize * tile(M);
 
-    let (row0_32, col0_32) = (row0 as u32, col0 as u32);
-    // A stage of G is `[sample][class]` and of X `[sample][column]`: both direct.
-    // The fast paths (`Scalar` for rungs a and b, `Vector`) unroll the stage; the
-    // `ScalarNc` fallback keeps it rolled (compact: odd row lengths only).
-    macro_rules! gemm {
-        ($fetch:expr, $unroll:expr) => {{
-            let fetch: Fetch = $fetch;
-            gemm_wide::main_loop::<M, DB, { $unroll }, _, _>(
+        let (row0_32, col0_32) = (row0 as u32, col0 as u32);
+        // A stage of G is `[sample][class]` and of X `[sample][column]`: both direct.
+        let aligned = || {
+            c.is_multiple_of(4) && d.is_multiple_of(4) && g.is_vec4_aligned() && x.is_vec4_aligned()
+        };
+        let acc = with_fetch!(LDG, aligned(), |fetch, UNROLL| {
+            mainloop::run::<M, STAGES, UNROLL, _, _>(
                 0,
                 p.n,
-                gemm_wide::Staging::Direct,
+                Staging::Direct,
                 |i, cl| {
                     let mut v = fetch_run(fetch, g, i < p.n, i as usize * c, row0_32 + cl, p.c);
                     if i < p.n {
@@ -147,113 +139,50 @@ fn weight_grad_wide<const M: usize, const DB: bool, const NC: bool>(
                     }
                     v
                 },
-                gemm_wide::Staging::Direct,
+                Staging::Direct,
                 |i, cl| fetch_run(fetch, x, i < p.n, i as usize * d, col0_32 + cl, p.d),
             )
-        }};
-    }
-    let acc = if !NC {
-        gemm!(Fetch::Scalar, true)
-    } else if c.is_multiple_of(4)
-        && d.is_multiple_of(4)
-        && g.is_vec4_aligned()
-        && x.is_vec4_aligned()
-    {
-        gemm!(Fetch::Vector, true)
-    } else {
-        gemm!(Fetch::ScalarNc, false)
-    };
-
-    let mut gamma_part = [0.0f32; M];
-    let mut i = tx;
-    while i < n {
-        let y = labels.get(i) as usize;
-        let rel = y.wrapping_sub(row0);
-        unroll!(M, l => {
-            if rel == micro_offset(ty, l) {
-                gamma_part[l] = fma(g.get(i * c + y), gamma_scale.get(i), gamma_part[l]);
-            }
         });
-        i += T;
-    }
-    // The main loop ended on a barrier, so its stages may be overwritten.
-    let sh: Shared<f32> = device::dynamic_shared::<f32>();
-    unroll!(M, l => {
-        sh.set(micro_offset(ty, l) * T + tx, gamma_part[l]);
-    });
-    device::sync_threads();
-    unroll!(M, i => {
-        let class = row0 + micro_offset(ty, i);
-        if class < c {
-            let mut gamma = 0.0f32;
-            for t in 0..T {
-                gamma += sh.get(micro_offset(ty, i) * T + t);
-            }
-            for (j, &v) in acc[i].iter().enumerate() {
-                let col = col0 + micro_offset(tx, j);
-                if col < d {
-                    let v = if gamma != 0.0 { fma(gamma, w.get(class * d + col), v) } else { v };
-                    dw.set(class * d + col, v);
+
+        let mut gamma_part = [0.0f32; M];
+        let mut i = tx;
+        while i < n {
+            let y = labels.get(i) as usize;
+            let rel = y.wrapping_sub(row0);
+            unroll!(M, l => {
+                if rel == micro_offset(ty, l) {
+                    gamma_part[l] = fma(g.get(i * c + y), gamma_scale.get(i), gamma_part[l]);
+                }
+            });
+            i += T;
+        }
+        // The main loop ended on a barrier, so its stages may be overwritten.
+        let sh: Shared<f32> = device::dynamic_shared::<f32>();
+        unroll!(M, l => {
+            sh.set(micro_offset(ty, l) * T + tx, gamma_part[l]);
+        });
+        device::sync_threads();
+        unroll!(M, i => {
+            let class = row0 + micro_offset(ty, i);
+            if class < c {
+                let mut gamma = 0.0f32;
+                for t in 0..T {
+                    gamma += sh.get(micro_offset(ty, i) * T + t);
+                }
+                for (j, &v) in acc[i].iter().enumerate() {
+                    let col = col0 + micro_offset(tx, j);
+                    if col < d {
+                        let v = if gamma != 0.0 { fma(gamma, w.get(class * d + col), v) } else { v };
+                        dw.set(class * d + col, v);
+                    }
                 }
             }
-        }
-    });
-}
-
-kernel! {
-    /// Rung (a) of [`margin_weight_grad`] (`gemm_wide.rs`).
-    pub fn margin_weight_grad_unrolled(
-        p: GradParams,
-        g: Global<f32>,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        gamma_scale: Global<f32>,
-        dw: GlobalMut<f32>,
-    ) {
-        weight_grad_wide::<4, false, false>(p, g, x, w, labels, cache_p, gamma_scale, dw);
+        });
     }
 
-    /// Rung (b): 128×128 tile, 8×8 thread tile.
-    pub fn margin_weight_grad_micro8(
-        p: GradParams,
-        g: Global<f32>,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        gamma_scale: Global<f32>,
-        dw: GlobalMut<f32>,
-    ) {
-        weight_grad_wide::<8, false, false>(p, g, x, w, labels, cache_p, gamma_scale, dw);
-    }
-
-    /// Rung (b) with `ld.global.nc` loads, 128-bit when `C` and `D` are multiples of 4.
-    pub fn margin_weight_grad_ldg(
-        p: GradParams,
-        g: Global<f32>,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        gamma_scale: Global<f32>,
-        dw: GlobalMut<f32>,
-    ) {
-        weight_grad_wide::<8, false, true>(p, g, x, w, labels, cache_p, gamma_scale, dw);
-    }
-
-    /// Rung (c): the `ldg` rung with double-buffered shared memory.
-    pub fn margin_weight_grad_dbuf(
-        p: GradParams,
-        g: Global<f32>,
-        x: Global<f32>,
-        w: Global<f32>,
-        labels: Global<u32>,
-        cache_p: Global<f32>,
-        gamma_scale: Global<f32>,
-        dw: GlobalMut<f32>,
-    ) {
-        weight_grad_wide::<8, true, true>(p, g, x, w, labels, cache_p, gamma_scale, dw);
-    }
+    vector_loads_when: "`C` and `D` are multiples of 4";
+    thread_tile_in_runs: margin_weight_grad_unrolled;
+    block_tile_128: margin_weight_grad_micro8;
+    global_loads_nc: margin_weight_grad_ldg;
+    shared_double_buffered: margin_weight_grad_dbuf;
 }

@@ -43,27 +43,29 @@ pub struct KernelLaunch<P> {
     pub params: P,
 }
 
-/// A variant of the GEMM main loop shared by the three margin kernels: one rung of the
-/// kernel ladder (README, "Kernel ladder"). Every variant computes the same results
-/// (bitwise equal: same summation order); they differ in speed only. Each is its own PTX
-/// entry per kernel, with the same parameter list as rung 0.
+/// A variant of the GEMM main loop shared by the three margin kernels: one step of the
+/// kernel ladder (`kernels-gpu/src/ladder.rs`), each changing one level of the tile
+/// hierarchy. Every variant computes the same results (bitwise equal: same summation
+/// order); they differ in speed only. Each is its own PTX entry per kernel, with the same
+/// parameter list as the base kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum KernelVariant {
-    /// Rung 0, the first kernel: 64×64 tile, 4×4 thread tile, 16-deep stage, scalar shared
-    /// loads, inner loop unrolled 2× by LLVM (entries `margin_forward`, …).
+    /// The base kernel: 64×64 block tile, strided 4×4 thread tile, 16-deep stage, scalar
+    /// shared loads, inner loop unrolled 2× by LLVM (entries `margin_forward`, …).
     Base,
-    /// Rung (a): stage unrolled by construction, `u32` counters, 128-bit shared loads
-    /// (64×64 tile, 4×4 thread tile, 16-deep stage; suffix `_unrolled`).
+    /// Thread tile ↔ shared memory changed: the 4×4 thread tile in runs of 4 (128-bit
+    /// shared loads), stage unrolled by construction with `u32` counters (suffix `_unrolled`).
     Unrolled,
-    /// Rung (b): 128×128 tile, 8×8 thread tile, 8-deep stage (suffix `_micro8`).
+    /// Block and thread tile changed: 128×128 block tile, 8×8 thread tile, 8-deep stage
+    /// (suffix `_micro8`).
     Micro8,
-    /// Rung (b) with global loads through `ld.global.nc`, 128-bit when the rows are a
+    /// Global loads changed: `micro8` with `ld.global.nc`, 128-bit when the rows are a
     /// multiple of 4 long (suffix `_ldg`). The default: the static SASS report ranks it
-    /// best (README, "Kernel ladder").
+    /// best.
     #[default]
     Ldg,
-    /// Rung (c): `ldg` with double-buffered shared memory, one barrier per stage
-    /// (suffix `_dbuf`).
+    /// Shared staging changed: `ldg` with double-buffered shared memory, one barrier per
+    /// stage (suffix `_dbuf`).
     Dbuf,
 }
 

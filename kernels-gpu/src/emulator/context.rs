@@ -1,16 +1,18 @@
 //! Per-launch, per-block and per-thread state, and the thread-local pointer to it that
-//! the device facade reads.
+//! the device facade reads: the lowest layer of the emulator. The block's barrier and
+//! shared memory are defined here as state; what threads do with them (waiting with
+//! synccheck, checked accesses) is in `sync` and `shared`, which import this file.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::Thread;
 use std::time::Duration;
 
 use super::config::Dim3;
 use super::error::{Fault, LaunchError, StopPoint};
-use super::shared::SharedMemory;
-use super::sync::Barrier;
 
 /// Locks `m`, ignoring poisoning: a kernel thread unwinding with a lock held (a fault
 /// or a panic) must not make every other thread fail too; the state stays consistent
@@ -114,6 +116,88 @@ impl BlockState {
             shared: Mutex::new(SharedMemory::new(shared_bytes)),
             timed_out: AtomicBool::new(false),
             stopped: Mutex::new(None),
+        }
+    }
+}
+
+/// A reusable barrier for the threads of one block that can be poisoned (released with
+/// an error) when any thread of the block faults.
+///
+/// Waiters park on their own OS thread and the last arrival unparks each of them: a
+/// `Condvar::notify_all` would wake the whole block at once to fight over the mutex,
+/// which made barriers of 256-thread blocks several times slower.
+pub(crate) struct Barrier {
+    pub(super) state: Mutex<BarrierState>,
+    /// Completed rounds; a waiter leaves when it changes.
+    pub(super) generation: AtomicU64,
+    /// A thread of the block faulted: nobody waits any more.
+    poisoned: AtomicBool,
+}
+
+pub(super) struct BarrierState {
+    /// Threads waiting in the current round.
+    pub(super) arrived: u32,
+    /// Call site of the current round and the first thread that reached it.
+    pub(super) site: Option<(&'static Location<'static>, u32)>,
+    /// First thread of the block that returned from the kernel.
+    pub(super) exited: Option<u32>,
+    /// Parked waiters of the current round.
+    pub(super) waiters: Vec<Thread>,
+}
+
+impl Barrier {
+    pub fn new() -> Self {
+        Barrier {
+            state: Mutex::new(BarrierState {
+                arrived: 0,
+                site: None,
+                exited: None,
+                waiters: Vec::new(),
+            }),
+            generation: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Releases every waiter; they and every later arrival unwind.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        let waiters = std::mem::take(&mut lock(&self.state).waiters);
+        for waiter in waiters {
+            waiter.unpark();
+        }
+    }
+
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}
+
+/// Marks a byte read by more than one thread in the current epoch.
+pub(super) const MANY: u32 = u32::MAX;
+
+/// Shadow state of one shared byte. Epochs count barriers + 1, so 0 means "never".
+#[derive(Clone, Copy, Default)]
+pub(super) struct ByteState {
+    pub(super) write_epoch: u32,
+    pub(super) writer: u32,
+    pub(super) read_epoch: u32,
+    /// The thread that read it in `read_epoch`, or [`MANY`].
+    pub(super) reader: u32,
+}
+
+/// One block's dynamic shared memory: bytes plus per-byte shadow state for memcheck,
+/// racecheck and initcheck (the checked accesses are in `shared`).
+pub(crate) struct SharedMemory {
+    pub(super) bytes: Vec<u8>,
+    pub(super) shadow: Vec<ByteState>,
+}
+
+impl SharedMemory {
+    pub fn new(len: usize) -> Self {
+        SharedMemory {
+            bytes: vec![0; len],
+            shadow: vec![ByteState::default(); len],
         }
     }
 }

@@ -47,6 +47,14 @@
 //! Not emulated: warps and warp-synchronous behaviour, atomics, memory ordering weaker
 //! than sequential consistency. Not caught: a thread that loops forever without touching
 //! device memory or a barrier (the launch then waits for it).
+//!
+//! Files, each importing only files listed before it:
+//! - `config` (launch shapes and options), `error` (faults and their reports);
+//! - `context`: launch, block and thread state (including the state of a block's barrier
+//!   and shared memory), the lock helper and the thread-local current thread;
+//! - `pool` (the worker threads), `buffer` (device buffers, global-memory checks),
+//!   `shared` (checked shared-memory accesses), `sync` (barrier waits, synccheck);
+//! - `launch`: runs a grid on the pool.
 
 pub(crate) mod buffer;
 mod config;

@@ -1,39 +1,12 @@
-//! A block's dynamic shared memory: bytes plus per-byte shadow state for memcheck,
-//! racecheck and initcheck.
+//! Checked accesses of a block's dynamic shared memory
+//! ([`SharedMemory`](super::context::SharedMemory)): memcheck, racecheck and initcheck on
+//! its per-byte shadow state.
 
 use std::panic::Location;
 
-use super::context::{self, ThreadCtx, lock};
+use super::context::{self, MANY, ThreadCtx, lock};
 use super::error::{Access, Fault, MemorySpace, StopPoint};
 use crate::device::DeviceCopy;
-
-/// Marks a byte read by more than one thread in the current epoch.
-const MANY: u32 = u32::MAX;
-
-/// Shadow state of one shared byte. Epochs count barriers + 1, so 0 means "never".
-#[derive(Clone, Copy, Default)]
-struct ByteState {
-    write_epoch: u32,
-    writer: u32,
-    read_epoch: u32,
-    /// The thread that read it in `read_epoch`, or [`MANY`].
-    reader: u32,
-}
-
-/// One block's dynamic shared memory.
-pub(crate) struct SharedMemory {
-    bytes: Vec<u8>,
-    shadow: Vec<ByteState>,
-}
-
-impl SharedMemory {
-    pub fn new(len: usize) -> Self {
-        SharedMemory {
-            bytes: vec![0; len],
-            shadow: vec![ByteState::default(); len],
-        }
-    }
-}
 
 /// The stopping point of a shared access, for the block-timeout report.
 fn stop_point<T>(

@@ -1,72 +1,21 @@
 //! The block barrier behind `sync_threads`, with synccheck.
 
 use std::panic::Location;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::Thread;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::context::{self, ThreadCtx, lock};
-
+use super::context::{self, Barrier, ThreadCtx, lock};
 use super::error::{Fault, StopPoint};
+use super::pool;
 
 /// Yields before a barrier waiter parks.
 const SPIN_YIELDS: u32 = 8;
 
-/// A reusable barrier for the threads of one block that can be poisoned (released with
-/// an error) when any thread of the block faults.
-///
-/// Waiters park on their own OS thread and the last arrival unparks each of them: a
-/// `Condvar::notify_all` would wake the whole block at once to fight over the mutex,
-/// which made barriers of 256-thread blocks several times slower.
-pub(crate) struct Barrier {
-    state: Mutex<BarrierState>,
-    /// Completed rounds; a waiter leaves when it changes.
-    generation: AtomicU64,
-    /// A thread of the block faulted: nobody waits any more.
-    poisoned: AtomicBool,
-}
-
-struct BarrierState {
-    /// Threads waiting in the current round.
-    arrived: u32,
-    /// Call site of the current round and the first thread that reached it.
-    site: Option<(&'static Location<'static>, u32)>,
-    /// First thread of the block that returned from the kernel.
-    exited: Option<u32>,
-    /// Parked waiters of the current round.
-    waiters: Vec<Thread>,
-}
-
+// Waiting and exiting live here, with synccheck; the barrier's state and its poisoning
+// are in `context`, below every file that uses them.
 impl Barrier {
-    pub fn new() -> Self {
-        Barrier {
-            state: Mutex::new(BarrierState {
-                arrived: 0,
-                site: None,
-                exited: None,
-                waiters: Vec::new(),
-            }),
-            generation: AtomicU64::new(0),
-            poisoned: AtomicBool::new(false),
-        }
-    }
-
-    /// Releases every waiter; they and every later arrival unwind.
-    pub fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
-        let waiters = std::mem::take(&mut lock(&self.state).waiters);
-        for waiter in waiters {
-            waiter.unpark();
-        }
-    }
-
-    fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
-    }
-
     /// Waits until all threads of the block reach `site`.
-    fn wait(&self, ctx: &ThreadCtx, site: &'static Location<'static>) {
+    pub(super) fn wait(&self, ctx: &ThreadCtx, site: &'static Location<'static>) {
         let me = ctx.thread_linear;
         let stop = || StopPoint::Barrier { location: site };
         let mut st = lock(&self.state);
@@ -108,7 +57,7 @@ impl Barrier {
         // Read under the lock: the round cannot complete before we looked.
         let generation = self.generation.load(Ordering::Acquire);
         drop(st);
-        super::pool::before_blocking();
+        pool::before_blocking();
         // First yield the CPU a few times: between barriers kernels do little work, so
         // the rest of the block usually arrives within one pass of the run queue, and a
         // yield is cheaper than the futex wait + wake pair of parking.
