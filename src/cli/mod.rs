@@ -9,7 +9,6 @@ pub mod demo;
 pub mod gradcheck;
 pub mod profile;
 pub mod ptx;
-mod ptx_sim;
 pub mod run;
 pub mod train;
 

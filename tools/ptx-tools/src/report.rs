@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::occupancy::{self, Occupancy};
 use super::ptxas::PtxasReport;
-use super::sass_report::SassRow;
+use super::sass::report::SassRow;
 
 /// One kernel on one architecture.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
