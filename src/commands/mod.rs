@@ -5,8 +5,8 @@
 //! kernels on the PTX interpreter ([`ptx_sim`]), the layer on `.npy` files ([`run`]), the
 //! gradient checks ([`gradcheck`]) and the CUDA timing for profilers ([`profile`]).
 
-//TMP pub mod gradcheck;
-//TMP pub mod profile;
+pub mod gradcheck;
+pub mod profile;
 pub mod ptx;
 pub mod ptx_sim;
-//TMP pub mod run;
+pub mod run;

@@ -51,6 +51,9 @@ pub struct Request {
     pub grids: Option<Grids>,
 }
 
+/// A kernel and its grid `(x, y, z)` in blocks.
+pub type KernelGrid = (String, (u32, u32, u32));
+
 /// The launch grids of one problem, for the waves table.
 #[derive(Debug, Clone)]
 pub struct Grids {
@@ -58,7 +61,7 @@ pub struct Grids {
     pub problem: String,
     /// Each kernel's grid `(x, y, z)` in blocks, or why the problem cannot be planned
     /// (reported as bad input when the table is due).
-    pub grids: Result<Vec<(String, (u32, u32, u32))>, String>,
+    pub grids: Result<Vec<KernelGrid>, String>,
 }
 
 /// What a kernel crate tells the report about its kernels.
@@ -443,11 +446,7 @@ fn print_anchors(out: &mut dyn Write, anchors: Option<&Anchors>, archs: &[String
 
 /// Each kernel's grid for one problem and its waves at the occupancy in `saved`:
 /// `blocks / (SMs × blocks per SM)` on each GPU of [`model::MODELS`].
-pub fn waves_table(
-    problem: &str,
-    grids: &[(String, (u32, u32, u32))],
-    saved: &ResourceReport,
-) -> String {
+pub fn waves_table(problem: &str, grids: &[KernelGrid], saved: &ResourceReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
