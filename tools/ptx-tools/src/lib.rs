@@ -34,7 +34,6 @@ pub mod ptxas;
 pub mod report;
 pub mod sass;
 
-pub use check::gate_problems;
 pub use compile::{CompileError, PtxBuild, PtxOutput, SETUP_COMMAND, ptx_entries, ptx_target};
 pub use ptxas::{FunctionResources, PtxasReport};
 
