@@ -1,4 +1,4 @@
-//! The SASS report of `lsoftmax ptx --sass`: per kernel and architecture, the main K
+//! The SASS report (what `lsoftmax ptx --sass` prints): per kernel and architecture, the main K
 //! loop's stage mix (module [`super::main_loop`]), the static peak bound
 //! ([`super::model`]), the ratio to the matching cuBLAS kernel (the
 //! anchors in `docs/sass/cublas-anchors.json`), the comparison with a saved report and the
