@@ -3,6 +3,8 @@
 //! ([`ptx_tools`]).
 //!
 //! - [`cli`]: argument parsing and printing of every subcommand.
+//! - [`commands`]: what each subcommand does, as library functions (the margin kernels
+//!   composed with the generic PTX tools).
 //! - [`train`]: the toy model (digits, small MLP + margin layer) that checks the margin
 //!   helps, and its plots.
 //!
@@ -14,4 +16,5 @@ pub use ptx_tools;
 pub use ptxsim;
 
 pub mod cli;
+pub mod commands;
 pub mod train;

@@ -8,7 +8,7 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_lsoftmax");
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tools/ptx-tools/src/sass_fixtures/loops.sass"
+    "/tools/ptx-tools/src/sass/fixtures/loops.sass"
 );
 
 #[test]

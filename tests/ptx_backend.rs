@@ -8,7 +8,7 @@
 
 use lsoftmax::backend::abi::{self, Arg, View};
 use lsoftmax::backend::{Backend, KernelChoice, KernelVariant, PtxBackend, SplitK};
-use lsoftmax::ptxsim::inst::Space;
+use lsoftmax::ptxsim::Space;
 use lsoftmax::ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 use lsoftmax::reference::agreement::{self, Problem};
 use lsoftmax::{Margin, Mode};

@@ -1,5 +1,7 @@
 //! The `lsoftmax` command line. One module per subcommand; each exposes an `Args` struct
-//! (clap) and `run(args) -> ExitCode`.
+//! (clap) and `run(args) -> ExitCode`, which calls the subcommand's library function in
+//! [`crate::commands`] (or [`crate::train`]), prints what it returns and maps errors to
+//! exit statuses.
 
 use std::process::ExitCode;
 
@@ -9,7 +11,6 @@ pub mod demo;
 pub mod gradcheck;
 pub mod profile;
 pub mod ptx;
-mod ptx_sim;
 pub mod run;
 pub mod train;
 

@@ -4,7 +4,8 @@
 //!
 //! Exit status: 0 after the run, 2 on bad arguments or when the CUDA backend is
 //! unavailable (a build without the `cuda` feature, no NVIDIA driver, no device), 1 if the
-//! CUDA backend fails (the PTX does not load, a launch or kernel error, ...).
+//! CUDA backend fails (the PTX does not load, a launch or kernel error, ...). The run is
+//! [`crate::commands::profile`].
 
 use std::process::ExitCode;
 
@@ -47,18 +48,29 @@ pub fn run(args: Args) -> ExitCode {
     imp::run(args)
 }
 
+#[cfg(feature = "cuda")]
+fn request(args: Args) -> crate::commands::profile::Request {
+    crate::commands::profile::Request {
+        kernel: args.kernel,
+        variant: args.variant,
+        n: args.n,
+        d: args.d,
+        c: args.c,
+        iters: args.iters,
+        margin: args.margin,
+        seed: args.seed,
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 mod imp {
     use super::*;
+    use crate::commands::profile::MISSING_FEATURE;
 
     pub(super) fn run(_args: Args) -> ExitCode {
         eprintln!("error: {}", MISSING_FEATURE);
         ExitCode::from(2)
     }
-
-    pub(super) const MISSING_FEATURE: &str = "`lsoftmax profile` runs kernels on a CUDA \
-        device, and this binary was built without the cuda feature; rebuild with \
-        `cargo build --release --features cuda` (see docs/profiling.md)";
 
     #[cfg(test)]
     mod tests {
@@ -95,57 +107,43 @@ mod imp {
 #[cfg(feature = "cuda")]
 mod imp {
     use super::*;
-    use lsoftmax_host::backend::cuda::{CudaBackend, Problem};
+    use crate::commands::profile::profile;
     use lsoftmax_host::error::Error;
-    use lsoftmax_host::margin::Margin;
 
     pub(super) fn run(args: Args) -> ExitCode {
-        match profile(&args) {
-            Ok(()) => ExitCode::SUCCESS,
+        let req = request(args);
+        let t = match profile(&req) {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
-                match e {
+                return match e {
                     Error::Backend { .. } => ExitCode::FAILURE,
                     // Bad arguments, and a backend that is unavailable here.
                     _ => ExitCode::from(2),
-                }
+                };
             }
-        }
-    }
-
-    fn profile(args: &Args) -> lsoftmax_host::Result<()> {
-        let margin = Margin::parse(&args.margin)?;
-        if args.iters == 0 {
-            return Err(Error::Shape(
-                "--iters 0: at least one launch is needed".into(),
-            ));
-        }
-        let problem = Problem::random(args.n, args.d, args.c, margin, args.seed)?;
-        let cuda = CudaBackend::new()?
-            .with_kernels(lsoftmax_host::backend::KernelChoice::variant(args.variant));
-        // The first launch pays for module loading and caches; keep it out of the numbers.
-        cuda.time_kernel(args.kernel, &problem, 1)?;
-        let elapsed = cuda.time_kernel(args.kernel, &problem, args.iters)?;
-        let per_launch = elapsed.as_secs_f64() / args.iters as f64;
-        let flops = args.kernel.flops(args.n, args.d, args.c);
+        };
+        let per_launch = t.elapsed.as_secs_f64() / req.iters as f64;
         println!(
-            "{} (variant {}) on {}: N = {}, D = {}, C = {}, margin {margin}, {} launches",
-            args.kernel.entry_name(),
-            args.variant,
-            cuda.device_name(),
-            args.n,
-            args.d,
-            args.c,
-            args.iters
+            "{} (variant {}) on {}: N = {}, D = {}, C = {}, margin {}, {} launches",
+            req.kernel.entry_name(),
+            req.variant,
+            t.device,
+            req.n,
+            req.d,
+            req.c,
+            t.margin,
+            req.iters
         );
         println!(
             "  {:.3} ms total, {:.3} us per launch (CUDA events), {:.1} GFLOP/s \
-             (FLOPs = {} = {flops:.3e})",
-            elapsed.as_secs_f64() * 1e3,
+             (FLOPs = {} = {:.3e})",
+            t.elapsed.as_secs_f64() * 1e3,
             per_launch * 1e6,
-            flops / per_launch / 1e9,
-            args.kernel.flops_formula()
+            t.flops / per_launch / 1e9,
+            req.kernel.flops_formula(),
+            t.flops
         );
-        Ok(())
+        ExitCode::SUCCESS
     }
 }

@@ -1,5 +1,5 @@
-//! Building the PTX of `kernels-gpu`: the nightly cargo invocation for
-//! `nvptx64-nvidia-cuda`, and reading the `.entry` names back from the PTX.
+//! Building the PTX of a kernel crate (`kernels-gpu` in this workspace): the nightly cargo
+//! invocation for `nvptx64-nvidia-cuda`, and reading the `.entry` names back from the PTX.
 //!
 //! This file uses `std` only and refers to nothing else in the crate, so that a build
 //! script can include it with `#[path = "../tools/ptx-tools/src/compile.rs"] mod compile;` and

@@ -1,18 +1,23 @@
-//! The PTX of a Rust kernel crate (`kernels-gpu` in this workspace) and what it costs:
-//! ptxas resources, occupancy, and the SASS of its main loops. Nothing here knows the
-//! margin kernels; callers pass their entry names and launch shapes.
+//! What a Rust GPU kernel crate's PTX costs, without a GPU: builds the crate for
+//! `nvptx64-nvidia-cuda` with the nightly toolchain, runs `ptxas -v` (registers, spills,
+//! shared memory, stack), computes theoretical occupancy, and reads the SASS to find each
+//! kernel's main K loop and count one K stage's instruction mix against a static model.
+//! Nothing here knows a particular kernel: callers pass their entry names, launch shapes
+//! and the cuBLAS layout their GEMMs compute ([`check::KernelSet`]).
 //!
 //! - [`compile`]: the nightly `nvptx64-nvidia-cuda` build (std only, so a build script
 //!   can `#[path]`-include it) and the `.entry` names of a PTX module.
 //! - [`ptxas`]: `ptxas -v`, parsed per function: registers, spills, shared memory,
 //!   stack frame, errors.
 //! - [`occupancy`]: theoretical occupancy from registers, block size and shared memory.
-//! - [`report`]: the per-kernel rows `lsoftmax ptx` prints, saves as JSON and compares.
-//! - [`sass`]: `ptxas` to a cubin, `cuobjdump -sass`, the listing parsed.
-//! - [`sass_loops`]: control-flow graph, natural loops, the main K loop and one stage's
-//!   instruction mix.
-//! - [`sass_model`]: the static upper bound on the fraction of FP32 peak.
-//! - [`sass_report`]: the rows of `lsoftmax ptx --sass`, cuBLAS anchors, the density gate.
+//! - [`report`]: the per-kernel resource rows, their JSON form and their comparison.
+//! - [`sass`]: `ptxas` to a cubin, `cuobjdump -sass`, the listing parsed; under it
+//!   [`sass::cfg`] (control-flow graph, natural loops), [`sass::main_loop`] (the main K
+//!   loop and one stage's instruction mix), [`sass::model`] (the static upper bound on the
+//!   fraction of FP32 peak) and [`sass::report`] (the SASS rows, cuBLAS anchors, the
+//!   density gate).
+//! - [`check`]: all of it in one call, as a command prints it: build, ptxas per
+//!   architecture, the gate, the SASS report, launch grids, baseline comparison, JSON.
 //!
 //! Tools: `scripts/setup-ptx-tools` installs the nightly `rust-src`, ptxas, cuobjdump and
 //! nvdisasm.
@@ -21,15 +26,13 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Error, Result};
 
+pub mod check;
 pub mod compile;
 mod error;
 pub mod occupancy;
 pub mod ptxas;
 pub mod report;
 pub mod sass;
-pub mod sass_loops;
-pub mod sass_model;
-pub mod sass_report;
 
 pub use compile::{CompileError, PtxBuild, PtxOutput, SETUP_COMMAND, ptx_entries, ptx_target};
 pub use ptxas::{FunctionResources, PtxasReport};
@@ -68,7 +71,7 @@ pub fn locate_kernels_dir() -> Result<PathBuf> {
         .ok_or_else(|| Error::File {
             path: "kernels-gpu/Cargo.toml".into(),
             message: "not found in the current directory, its parents, or next to the \
-                      lsoftmax-host sources; run from inside the workspace"
+                      ptx-tools sources; run from inside the workspace"
                 .into(),
         })
 }
@@ -98,40 +101,9 @@ pub fn build(arch: &str, line_info: bool) -> Result<PtxOutput> {
     })?)
 }
 
-/// What makes a ptxas run fail the gate, one message per problem: ptxas errors, any
-/// spill, and any name of `expected` that is not an `.entry` of the PTX (`entries`) or
-/// that ptxas did not compile.
-pub fn gate_problems(report: &PtxasReport, entries: &[String], expected: &[&str]) -> Vec<String> {
-    let mut problems: Vec<String> = report.errors.clone();
-    for f in report.functions.iter().filter(|f| f.spills()) {
-        problems.push(format!(
-            "{} spills: {} bytes stores, {} bytes loads",
-            f.name, f.spill_stores, f.spill_loads
-        ));
-    }
-    for name in expected {
-        if !entries.iter().any(|e| e == name) {
-            problems.push(format!("expected kernel entry `{name}` is not in the PTX"));
-        } else if report.errors.is_empty() && report.function(name).is_none_or(|f| !f.entry) {
-            problems.push(format!("ptxas did not report entry `{name}`"));
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(name: &str, spill_stores: u64) -> FunctionResources {
-        FunctionResources {
-            name: name.into(),
-            entry: true,
-            registers: 10,
-            spill_stores,
-            ..FunctionResources::default()
-        }
-    }
 
     #[test]
     fn entries_are_read_from_ptx() {
@@ -193,34 +165,6 @@ mod tests {
         );
         assert_eq!(compile::keep_line_tables_only(&stripped), stripped);
         assert_eq!(ptx_entries(&stripped), ["vector_add"]);
-    }
-
-    #[test]
-    fn gate_flags_spills_missing_entries_and_errors() {
-        let entries = vec!["a".to_string(), "b".to_string()];
-        let clean = PtxasReport {
-            functions: vec![entry("a", 0), entry("b", 0)],
-            ..PtxasReport::default()
-        };
-        assert!(gate_problems(&clean, &entries, &["a", "b"]).is_empty());
-
-        let spilled = PtxasReport {
-            functions: vec![entry("a", 8), entry("b", 0)],
-            ..PtxasReport::default()
-        };
-        let p = gate_problems(&spilled, &entries, &["a", "b"]);
-        assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("a spills: 8 bytes"), "{p:?}");
-
-        let p = gate_problems(&clean, &entries, &["a", "c"]);
-        assert_eq!(p, ["expected kernel entry `c` is not in the PTX"]);
-
-        let failed = PtxasReport {
-            errors: vec!["ptxas fatal   : Unresolved extern function 'foo'".into()],
-            ..PtxasReport::default()
-        };
-        let p = gate_problems(&failed, &entries, &["a"]);
-        assert_eq!(p, ["ptxas fatal   : Unresolved extern function 'foo'"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The resource report of `lsoftmax ptx`: one row per kernel entry and architecture
+//! The resource report (what `lsoftmax ptx` prints): one row per kernel entry and architecture
 //! (ptxas's numbers plus the launch shape and theoretical occupancy), its JSON form, and
 //! the comparison with a saved report, so a kernel edit shows what it cost.
 
@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::occupancy::{self, Occupancy};
 use super::ptxas::PtxasReport;
-use super::sass_report::SassRow;
+use super::sass::report::SassRow;
 
 /// One kernel on one architecture.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

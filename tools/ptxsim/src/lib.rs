@@ -1,9 +1,24 @@
-//! A PTX interpreter: runs the exact PTX module the CUDA backend embeds, on the CPU.
+//! A PTX interpreter for any CUDA kernel crate: it parses a PTX module (for instance the
+//! `.s` file rustc's nvptx64 backend emits, or what `nvcc -ptx` writes), launches its
+//! `.entry` kernels on the CPU with the same packed parameter bytes a CUDA launch takes,
+//! checks every memory access, and can count warp-level memory statistics. A kernel author
+//! uses it to run the exact PTX a GPU would run, on a machine without a GPU, and compare
+//! the result with a CPU reference.
 //!
-//! - [`parse`]: PTX text to a [`Module`] of decoded kernels (errors name the line).
-//! - [`inst`]: the decoded instruction set.
-//! - [`exec`]: device memory, launches, one thread at a time between barriers, checks.
+//! ```text
+//! let module = ptxsim::parse_module(&ptx_text)?;          // errors name the PTX line
+//! let mut sim = ptxsim::Simulator::new(module)?;
+//! let out = sim.memory.alloc("out", vec![0; 4 * n]);     // device buffers
+//! sim.launch("my_kernel", geometry, &param_bytes, &ptxsim::SimOptions::default())?;
+//! let bytes = sim.memory.read(out, 4 * n);
+//! ```
+//!
+//! - [`front`]: the PTX front end: text to a [`Module`] of decoded kernels
+//!   ([`front::inst`] is the decoded instruction set). Nothing there executes.
+//! - [`machine`]: the machine that executes a module: device memory, launches, one thread
+//!   at a time between barriers, checks.
 //! - [`stats`]: warp-level memory statistics (sectors per request, bank conflicts).
+//! - [`arch`]: facts of the GPU the front end, machine and statistics share (warp width).
 //!
 //! # Supported subset
 //! Module: `.version`, `.target`, `.address_size`, `.file`, `.global` variables with
@@ -41,11 +56,12 @@
 //! warp-synchronous behaviour is assumed), races in global memory between blocks, memory
 //! ordering, timing.
 
-pub mod exec;
-pub mod inst;
-pub mod parse;
+pub mod arch;
+pub mod front;
+pub mod machine;
 pub mod stats;
 
-pub use exec::{DeviceMemory, Geometry, LaunchReport, SimError, SimOptions, Simulator};
-pub use parse::{Kernel, Module, ParamDecl, ParseError, entry_params, parse_module};
+pub use front::inst::Space;
+pub use front::{Kernel, Module, ParamDecl, ParseError, entry_params, parse_module};
+pub use machine::{DeviceMemory, Geometry, LaunchReport, SimError, SimOptions, Simulator};
 pub use stats::{InstStats, KernelStats};

@@ -12,15 +12,15 @@
 //! Threads run one at a time, so the lanes of a warp are grouped afterwards: the k-th
 //! execution of instruction `pc` by each lane of a warp is taken as one warp-level
 //! execution. That is exact while a warp's lanes execute each instruction the same
-//! number of times or diverge only by skipping (as in every kernel of this crate); a warp
+//! number of times or diverge only by skipping (as in kernels whose only divergence is a bounds guard); a warp
 //! that splits and runs the same instruction on both paths at different times would be
 //! counted as fewer, fuller requests than the hardware issues.
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::exec::WARP;
-use super::inst::{Class, Op, Space};
-use super::parse::Kernel;
+use crate::arch::WARP;
+use crate::front::Kernel;
+use crate::front::inst::{Class, Op, Space};
 
 /// One memory access of one lane.
 #[derive(Debug, Clone, Copy)]

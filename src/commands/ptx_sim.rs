@@ -18,7 +18,7 @@ use lsoftmax_host::backend::{Backend, PtxBackend};
 use lsoftmax_host::error::{Error, Result};
 use lsoftmax_host::margin::{Margin, Mode};
 use ptxsim::SimOptions;
-use ptxsim::inst::Space;
+use ptxsim::Space;
 
 /// Runs the three passes and returns the printed report. `kernels` filters the entries
 /// reported (substring match on the entry name; empty: all).

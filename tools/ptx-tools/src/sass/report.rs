@@ -1,15 +1,15 @@
-//! The SASS report of `lsoftmax ptx --sass`: per kernel and architecture, the main K
-//! loop's stage mix (module [`super::sass_loops`]), the static peak bound
-//! ([`super::sass_model`]), the ratio to the matching cuBLAS kernel (the
+//! The SASS report (what `lsoftmax ptx --sass` prints): per kernel and architecture, the main K
+//! loop's stage mix (module [`super::main_loop`]), the static peak bound
+//! ([`super::model`]), the ratio to the matching cuBLAS kernel (the
 //! anchors in `docs/sass/cublas-anchors.json`), the comparison with a saved report and the
 //! CI gate on FFMA density.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::sass::SassFunction;
-use super::sass_loops::{self, MainLoop, Mix, Verdict};
-use super::sass_model::{self, PeakBound, StageCounts};
+use super::SassFunction;
+use super::main_loop::{self, MainLoop, Mix, Verdict};
+use super::model::{self, PeakBound, StageCounts};
 
 /// Largest drop of FFMA density from the baseline that the gate accepts.
 pub const DENSITY_TOLERANCE: f64 = 0.02;
@@ -78,7 +78,7 @@ pub fn row(arch: &str, f: &SassFunction) -> SassRow {
         function_instructions: whole.instructions,
         function_local_accesses: whole.local_loads + whole.local_stores,
     };
-    match sass_loops::analyse(f) {
+    match main_loop::analyse(f) {
         Verdict::NoFfmaLoop => {}
         Verdict::Refused(message) => {
             row.status = LoopStatus::Refused;
@@ -90,7 +90,7 @@ pub fn row(arch: &str, f: &SassFunction) -> SassRow {
             row.ffma_density = Some(s.ffma_density());
             row.ffma_per_shared_byte = s.ffma_per_shared_byte();
             row.ffma_per_shared_load = s.ffma_per_shared_load();
-            row.peak_bound = sass_model::model(arch).and_then(|m| {
+            row.peak_bound = model::model(arch).and_then(|m| {
                 let counts = StageCounts {
                     instructions: s.instructions,
                     ffma: s.ffma,
@@ -98,7 +98,7 @@ pub fn row(arch: &str, f: &SassFunction) -> SassRow {
                         + s.shared_store_count()
                         + s.async_copies(),
                 };
-                sass_model::peak_bound(m, counts).map(|(fraction, limit)| PeakBound {
+                model::peak_bound(m, counts).map(|(fraction, limit)| PeakBound {
                     gpu: m.gpu.to_string(),
                     fraction,
                     limit,
@@ -108,22 +108,6 @@ pub fn row(arch: &str, f: &SassFunction) -> SassRow {
         }
     }
     row
-}
-
-/// The cuBLAS layout whose computation a kernel family matches (row-major `X` N×D, `W`
-/// C×D, cuBLAS column-major): forward `F = X·Wᵀ` is `Fᵀ = W·Xᵀ`, i.e. `op(A) = T` on
-/// `W`'s column-major view and `op(B) = N` on `X`'s: `tn`; input grad `dX = G'·W` is
-/// `dXᵀ = Wᵀ·G'ᵀ`: `nn`; weight grad `dW = G'ᵀ·X` is `dWᵀ = Xᵀ·G'`: `nt`.
-pub fn cublas_layout(kernel: &str) -> Option<&'static str> {
-    if kernel.starts_with("margin_forward") {
-        Some("tn")
-    } else if kernel.starts_with("margin_input_grad") {
-        Some("nn")
-    } else if kernel.starts_with("margin_weight_grad") {
-        Some("nt")
-    } else {
-        None
-    }
 }
 
 /// One cuBLAS kernel measured by `scripts/cublas-anchors`.
@@ -176,15 +160,21 @@ fn global_loads(m: &BTreeMap<String, u64>) -> String {
         .join("+")
 }
 
-/// The table printed for one architecture; `anchors` adds the ratio column.
-pub fn table(arch: &str, rows: &[SassRow], anchors: Option<&Anchors>) -> String {
+/// The table printed for one architecture; `anchors` adds the ratio column, matching each
+/// kernel to the anchor of the cuBLAS layout (`tn`, `nn`, `nt`) `cublas_layout` gives it.
+pub fn table(
+    arch: &str,
+    rows: &[SassRow],
+    anchors: Option<&Anchors>,
+    cublas_layout: &dyn Fn(&str) -> Option<&'static str>,
+) -> String {
     let width = rows
         .iter()
         .map(|r| r.kernel.len())
         .max()
         .unwrap_or(6)
         .max(6);
-    let gpu = sass_model::model(arch).map_or("no model for this architecture", |m| m.gpu);
+    let gpu = model::model(arch).map_or("no model for this architecture", |m| m.gpu);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -364,11 +354,11 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sass::model::Limit;
     use crate::sass::parse_listing;
-    use crate::sass_model::Limit;
 
     fn rows(arch: &str) -> Vec<SassRow> {
-        parse_listing(include_str!("sass_fixtures/loops.sass"))
+        parse_listing(include_str!("fixtures/loops.sass"))
             .iter()
             .map(|f| row(arch, f))
             .collect()
@@ -401,7 +391,7 @@ mod tests {
         assert_eq!(refused.status, LoopStatus::Refused);
         assert!(refused.note.as_deref().unwrap().contains("ambiguous"));
 
-        let table = table("sm_80", &r80, None);
+        let table = table("sm_80", &r80, None, &|_| None);
         assert!(
             table.contains("static count; bound = static model, A100"),
             "{table}"
@@ -423,19 +413,12 @@ mod tests {
     }
 
     #[test]
-    fn layouts_pair_by_family_prefix() {
-        assert_eq!(cublas_layout("margin_forward"), Some("tn"));
-        assert_eq!(cublas_layout("margin_forward_128x128"), Some("tn"));
-        assert_eq!(cublas_layout("margin_input_grad_splitk"), Some("nn"));
-        assert_eq!(cublas_layout("margin_weight_grad"), Some("nt"));
-        assert_eq!(cublas_layout("row_norms"), None);
-    }
-
-    #[test]
     fn ratio_to_the_anchor_of_the_same_layout_and_arch() {
         let mut r = rows("sm_80");
         r.retain(|r| r.kernel == "flat_stage");
-        r[0].kernel = "margin_forward_test".into();
+        r[0].kernel = "my_gemm".into();
+        // The caller says which cuBLAS layout its kernel computes.
+        let layout = |k: &str| (k == "my_gemm").then_some("tn");
         let mut anchor = r[0].clone();
         anchor.kernel = "ampere_sgemm_128x128_tn".into();
         anchor.ffma_density = Some(0.94117647);
@@ -451,11 +434,11 @@ mod tests {
         };
         let json = serde_json::to_string(&anchors).unwrap();
         assert_eq!(serde_json::from_str::<Anchors>(&json).unwrap(), anchors);
-        let t = table("sm_80", &r, Some(&anchors));
+        let t = table("sm_80", &r, Some(&anchors), &layout);
         // 0.4706 / 0.9412 = 0.50.
         assert!(t.contains("0.50× ampere_sgemm_128x128_tn (0.941)"), "{t}");
         // No anchor on sm_90: no ratio.
-        assert!(!table("sm_90", &r, Some(&anchors)).contains("ampere_sgemm"));
+        assert!(!table("sm_90", &r, Some(&anchors), &layout).contains("ampere_sgemm"));
     }
 
     #[test]

@@ -11,12 +11,19 @@
 //!         /*1100*/              @!P1 BRA 0xd30 ;                      /* 0xfffffc2000009947 */
 //! ```
 
+pub mod cfg;
+#[cfg(test)]
+mod loop_tests;
+pub mod main_loop;
+pub mod model;
+pub mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, Result};
 
-use super::compile::SETUP_COMMAND;
+use crate::compile::SETUP_COMMAND;
 
 /// One SASS instruction.
 #[derive(Clone, Debug, PartialEq, Eq)]
