@@ -21,6 +21,7 @@ pub mod margin;
 pub mod npy_io;
 pub mod operator;
 pub mod reference;
+pub mod types;
 
 pub use backend::Backend;
 pub use error::{Error, Result};

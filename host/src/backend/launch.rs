@@ -9,15 +9,15 @@
 //! [`Error::Shape`] before anything runs.
 
 use kernels_gpu::params::{
-    FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, KernelMode,
-    MarginKind, NORM_LANES, NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS,
-    PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL,
-    ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, SPLITK_KERNEL,
-    SPLITK_REDUCE_KERNEL, SPLITK_REDUCE_THREADS, SplitKParams, THREADS, TILE, WEIGHT_GRAD_KERNEL,
-    wide_shared_bytes,
+    FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, NORM_LANES,
+    NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS, PROJECT_LANES,
+    PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL, ROW_PROJECT_KERNEL,
+    ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, SPLITK_KERNEL, SPLITK_REDUCE_KERNEL,
+    SPLITK_REDUCE_THREADS, SplitKParams, THREADS, TILE, WEIGHT_GRAD_KERNEL, wide_shared_bytes,
 };
 
 use crate::error::{Error, Result};
+pub use crate::margin::forward_params;
 use crate::margin::{Margin, Mode};
 
 /// Where and how wide one kernel runs: CUDA's `<<<grid, block, shared_bytes>>>` plus the
@@ -320,56 +320,6 @@ pub fn row_project_plan(
     })
 }
 
-/// The forward kernel's parameters for `margin` and `mode` on an `n×d` by `c×d` problem
-/// (sizes already checked to fit `u32`).
-pub fn forward_params(n: u32, d: u32, c: u32, margin: Margin, mode: Mode) -> ForwardParams {
-    let mut p = ForwardParams {
-        n,
-        d,
-        c,
-        margin: MarginKind::Plain,
-        mode: match mode {
-            Mode::Train => KernelMode::Train,
-            Mode::Infer => KernelMode::Infer,
-        },
-        m: 1,
-        k: 1.0,
-        beta: 0.0,
-        s: 1.0,
-        m1: 1.0,
-        m2: 0.0,
-        m3: 0.0,
-    };
-    match margin {
-        Margin::Plain => {}
-        Margin::Simplified { k } => {
-            p.margin = MarginKind::Simplified;
-            p.k = k;
-        }
-        Margin::LSoftmax { m, beta } => {
-            p.margin = MarginKind::LSoftmax;
-            (p.m, p.beta) = (m, beta);
-        }
-        Margin::SphereFace { m, beta } => {
-            p.margin = MarginKind::SphereFace;
-            (p.m, p.beta) = (m, beta);
-        }
-        Margin::CosFace { s, m } => {
-            p.margin = MarginKind::CosFace;
-            (p.s, p.m3) = (s, m);
-        }
-        Margin::ArcFace { s, m } => {
-            p.margin = MarginKind::ArcFace;
-            (p.s, p.m2) = (s, m);
-        }
-        Margin::Combined { s, m1, m2, m3 } => {
-            p.margin = MarginKind::Combined;
-            (p.s, p.m1, p.m2, p.m3) = (s, m1, m2, m3);
-        }
-    }
-    p
-}
-
 /// `row_norms(params, x: N×D, w: C×D, x_norms: N f64, w_norms: C f64)`:
 /// grid `⌈N/8⌉ + ⌈C/8⌉` blocks of 32×8 threads, one f64 per thread of shared memory.
 pub fn row_norms_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<RowNormsParams>> {
@@ -631,6 +581,7 @@ pub fn block_shape(kernel: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kernels_gpu::params::{KernelMode, MarginKind};
 
     #[test]
     fn grids_cover_the_outputs_with_64_tiles() {
