@@ -15,14 +15,11 @@ use kernels_gpu::normalise::{row_project, row_scale};
 use kernels_gpu::params::{ForwardParams, GradParams};
 use kernels_gpu::row_norms::row_norms;
 use kernels_gpu::{forward, input_grad, weight_grad};
-use ndarray::{Array2, ArrayView2};
 
 use super::abi::{KernelArgs, View};
 use super::launch::{KernelChoice, KernelVariant, LaunchPlan};
-use super::pipeline::{BackwardJob, Device, Element, ForwardJob};
+use super::pipeline::{Device, DeviceBackend, Element};
 use crate::error::{Error, Result};
-use crate::margin::{Margin, Mode};
-use crate::types::{Backend, Grads, RowCache};
 
 /// Runs the margin kernels under the CPU emulator: the default [`KernelChoice`]
 /// (variant and split-K policy); [`EmulatedVariant`] runs any other.
@@ -103,7 +100,7 @@ fn backend_error(message: String) -> Error {
 /// is its index in `buffers` plus one (so that 0 stays the empty view), and a launch
 /// calls the kernel's host function with the typed arguments.
 #[derive(Default)]
-struct Emulator {
+pub(crate) struct Emulator {
     buffers: Vec<Box<dyn Any + Send>>,
 }
 
@@ -271,58 +268,29 @@ impl Device for Emulator {
     }
 }
 
-impl Backend for EmulatedBackend {
-    fn name(&self) -> &'static str {
-        NAME
+impl DeviceBackend for EmulatedBackend {
+    const NAME: &'static str = NAME;
+    type Device<'a> = Emulator;
+
+    fn choice(&self) -> KernelChoice {
+        KernelChoice::default()
     }
 
-    fn forward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        margin: Margin,
-        mode: Mode,
-    ) -> Result<(Array2<f32>, RowCache)> {
-        EmulatedVariant::default().forward(x, w, labels, margin, mode)
-    }
-
-    fn backward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        cache: &RowCache,
-        dout: ArrayView2<f32>,
-    ) -> Result<Grads> {
-        EmulatedVariant::default().backward(x, w, labels, cache, dout)
+    /// A fresh emulator memory per call.
+    fn with_device<T>(&self, body: impl FnOnce(&mut Emulator) -> Result<T>) -> Result<T> {
+        body(&mut Emulator::default())
     }
 }
 
-impl Backend for EmulatedVariant {
-    fn name(&self) -> &'static str {
-        NAME
+impl DeviceBackend for EmulatedVariant {
+    const NAME: &'static str = NAME;
+    type Device<'a> = Emulator;
+
+    fn choice(&self) -> KernelChoice {
+        self.choice
     }
 
-    fn forward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        margin: Margin,
-        mode: Mode,
-    ) -> Result<(Array2<f32>, RowCache)> {
-        ForwardJob::new(self.choice, x, w, labels, margin, mode)?.run(&mut Emulator::default())
-    }
-
-    fn backward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        cache: &RowCache,
-        dout: ArrayView2<f32>,
-    ) -> Result<Grads> {
-        BackwardJob::new(self.choice, (x, w, labels), cache, dout)?.run(&mut Emulator::default())
+    fn with_device<T>(&self, body: impl FnOnce(&mut Emulator) -> Result<T>) -> Result<T> {
+        body(&mut Emulator::default())
     }
 }

@@ -1,8 +1,9 @@
 //! Launch configuration of the margin kernels (`kernels_gpu::{forward, row_norms,
 //! input_grad, weight_grad}`), computed in this one place for every backend that runs
-//! them: the emulator now, CUDA next. A backend turns a [`KernelLaunch`] into its own
-//! launch call and passes `params` by value as the kernel's first argument; the other
-//! arguments (buffers) are listed on each plan function.
+//! them (emulated, ptx, cuda, all through the launch pipeline of `backend/pipeline.rs`).
+//! A backend turns a [`KernelLaunch`] into its own launch call and passes `params` by
+//! value as the kernel's first argument; the other arguments (buffers) are listed on each
+//! plan function.
 //!
 //! Sizes must fit the kernels' `u32` parameters and CUDA's grid limits
 //! (`grid.x < 2³¹`, `grid.y ≤ 65535`); larger problems are refused with
@@ -43,32 +44,33 @@ pub struct KernelLaunch<P> {
     pub params: P,
 }
 
-/// A variant of the GEMM main loop shared by the three margin kernels: one rung of the
-/// kernel ladder (README, "Kernel ladder"). Every variant computes the same results
-/// (bitwise equal: same summation order); they differ in speed only. Each is its own PTX
-/// entry per kernel, with the same parameter list as rung 0.
+/// A variant of the GEMM main loop shared by the three margin kernels: one step of the
+/// kernel ladder, the main-loop optimisations in order (README, "Kernel ladder"). Every
+/// variant computes the same results (bitwise equal: same summation order); they differ in
+/// speed only. Each is its own PTX entry per kernel, with the same parameter list as the
+/// base variant's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum KernelVariant {
-    /// Rung 0, the first kernel: 64×64 tile, 4×4 thread tile, 16-deep stage, scalar shared
+    /// The first kernel: 64×64 tile, 4×4 thread tile, 16-deep stage, scalar shared
     /// loads, inner loop unrolled 2× by LLVM (entries `margin_forward`, …).
     Base,
-    /// Rung (a): stage unrolled by construction, `u32` counters, 128-bit shared loads
-    /// (64×64 tile, 4×4 thread tile, 16-deep stage; suffix `_unrolled`).
+    /// The base tile with its stage unrolled by construction, `u32` counters, 128-bit
+    /// shared loads (64×64 tile, 4×4 thread tile, 16-deep stage; suffix `_unrolled`).
     Unrolled,
-    /// Rung (b): 128×128 tile, 8×8 thread tile, 8-deep stage (suffix `_micro8`).
+    /// A larger tile: 128×128 tile, 8×8 thread tile, 8-deep stage (suffix `_micro8`).
     Micro8,
-    /// Rung (b) with global loads through `ld.global.nc`, 128-bit when the rows are a
+    /// `micro8` with global loads through `ld.global.nc`, 128-bit when the rows are a
     /// multiple of 4 long (suffix `_ldg`). The default: the static SASS report ranks it
     /// best (README, "Kernel ladder").
     #[default]
     Ldg,
-    /// Rung (c): `ldg` with double-buffered shared memory, one barrier per stage
+    /// `ldg` with double-buffered shared memory, one barrier per stage
     /// (suffix `_dbuf`).
     Dbuf,
 }
 
 impl KernelVariant {
-    /// Every variant, rung order.
+    /// Every variant, in ladder order (each builds on the one before).
     pub const ALL: [KernelVariant; 5] = [
         KernelVariant::Base,
         KernelVariant::Unrolled,
@@ -149,8 +151,8 @@ impl std::fmt::Display for KernelVariant {
     }
 }
 
-/// PTX entries of the rungs above rung 0 and of split-K: `lsoftmax ptx --check` fails if
-/// one is missing (rung 0's are in `ptx::EXPECTED_ENTRIES`).
+/// PTX entries of the variants other than the base one and of split-K: `lsoftmax ptx
+/// --check` fails if one is missing (the base variant's are in `ptx::EXPECTED_ENTRIES`).
 pub const LADDER_ENTRIES: &[&str] = &[
     "margin_forward_unrolled",
     "margin_input_grad_unrolled",
@@ -350,7 +352,7 @@ pub fn row_norms_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<RowNo
 /// `margin_forward(params, x: N×D, w: C×D, labels: N u32, x_norms: N f64, w_norms: C f64,
 /// out: N×C, p: N, alpha_scale: N, gamma_scale: N)`; the norm buffers are read only when
 /// [`needs_row_norms`] (otherwise they may be empty). Grid `(⌈C/64⌉, ⌈N/64⌉)` of 16×16.
-/// Rung 0 ([`KernelVariant::Base`]); [`forward_launch`] takes the variant.
+/// The base variant ([`KernelVariant::Base`]); [`forward_launch`] takes the variant.
 pub fn forward_plan(
     n: usize,
     d: usize,
@@ -404,7 +406,7 @@ pub fn input_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<Grad
 }
 
 /// `margin_weight_grad(params, g: N×C, x: N×D, w: C×D, labels: N u32, p: N,
-/// gamma_scale: N, dw: C×D)`. Grid `(⌈D/64⌉, ⌈C/64⌉)` of 16×16. Rung 0; see
+/// gamma_scale: N, dw: C×D)`. Grid `(⌈D/64⌉, ⌈C/64⌉)` of 16×16. The base variant; see
 /// [`weight_grad_launch`].
 pub fn weight_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<GradParams>> {
     weight_grad_launch(n, d, c, KernelVariant::Base)
@@ -667,7 +669,7 @@ mod tests {
         assert_eq!(partial.plan.kernel, SPLITK_KERNEL);
         assert_eq!(reduce.plan.grid, (256 * 512 / 256, 1, 1));
         assert_eq!(scratch_len, 32 * 256 * 512);
-        // Many output tiles, or few classes, or rung 0, or Off: one kernel.
+        // Many output tiles, or few classes, or the base variant, or Off: one kernel.
         for (n, d, c, choice) in [
             (4096, 4096, 100_000, auto),
             (256, 512, 1000, auto),

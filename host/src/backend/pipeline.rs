@@ -22,7 +22,9 @@ use super::launch::{
 };
 use crate::error::{Error, Result};
 use crate::margin::{Margin, Mode};
-use crate::types::{Grads, Normalisation, RowCache, check_cache, check_dout, validate_inputs};
+use crate::types::{
+    Backend, Grads, Normalisation, RowCache, check_cache, check_dout, validate_inputs,
+};
 use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
 
 #[cfg(feature = "cuda")]
@@ -40,7 +42,9 @@ mod bound {
 
 /// An element type of device buffers: `f32` (matrices, the row cache), `u32` (labels),
 /// `f64` (row norms).
-pub trait Element: Copy + Default + Send + Sync + 'static + bound::DeviceMemory {
+pub(crate) trait Element:
+    Copy + Default + Send + Sync + 'static + bound::DeviceMemory
+{
     /// Bytes per element.
     const SIZE: usize;
     /// Appends the little-endian bytes of `self` (the GPU's byte order).
@@ -82,7 +86,7 @@ element!(f32, u32, f64);
 ///   [`Device::synchronize`] returned `Ok` for the launches that wrote the buffer.
 /// - Errors are [`Error::Backend`] naming [`Device::name`], except the ABI checks of the
 ///   arguments (`backend: "abi"`, from [`KernelArgs::args`]).
-pub trait Device {
+pub(crate) trait Device {
     /// A device region of elements of `T`.
     type Buffer<T: Element>;
 
@@ -119,6 +123,57 @@ pub trait Device {
 
     /// The contents of `buffer` (named `name` in errors).
     fn download<T: Element>(&mut self, buffer: &Self::Buffer<T>, name: &str) -> Result<Vec<T>>;
+}
+
+/// A backend that runs the layer through this pipeline: it names itself, says which
+/// kernels to launch, and lends out a [`Device`] for one call. [`Backend`] follows:
+/// forward and backward plan and check the inputs first ([`ForwardJob::new`],
+/// [`BackwardJob::new`]), then run on the lent device.
+pub(crate) trait DeviceBackend: Send + Sync {
+    /// The backend's name ([`Backend::name`]).
+    const NAME: &'static str;
+
+    /// The device of one call.
+    type Device<'a>: Device
+    where
+        Self: 'a;
+
+    /// The kernel variant and split-K policy to launch.
+    fn choice(&self) -> KernelChoice;
+
+    /// Runs `body` on a device ready for one call (for CUDA: the locked state, its
+    /// context current, its stream idle).
+    fn with_device<T>(&self, body: impl FnOnce(&mut Self::Device<'_>) -> Result<T>) -> Result<T>;
+}
+
+impl<B: DeviceBackend> Backend for B {
+    fn name(&self) -> &'static str {
+        B::NAME
+    }
+
+    fn forward(
+        &self,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        labels: &[usize],
+        margin: Margin,
+        mode: Mode,
+    ) -> Result<(Array2<f32>, RowCache)> {
+        let job = ForwardJob::new(self.choice(), x, w, labels, margin, mode)?;
+        self.with_device(|device| job.run(device))
+    }
+
+    fn backward(
+        &self,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        labels: &[usize],
+        cache: &RowCache,
+        dout: ArrayView2<f32>,
+    ) -> Result<Grads> {
+        let job = BackwardJob::new(self.choice(), (x, w, labels), cache, dout)?;
+        self.with_device(|device| job.run(device))
+    }
 }
 
 /// `message` as an error of `device`'s backend.

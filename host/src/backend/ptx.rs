@@ -11,14 +11,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use ndarray::{Array2, ArrayView2};
-
 use super::abi::{self, Arg, KernelArgs, View};
 use super::launch::{KernelChoice, LaunchPlan};
-use super::pipeline::{BackwardJob, Device, Element, ForwardJob};
+use super::pipeline::{Device, DeviceBackend, Element};
 use crate::error::{Error, Result};
-use crate::margin::{Margin, Mode};
-use crate::types::{Backend, Grads, RowCache};
 use ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 
 const NAME: &str = "ptx";
@@ -189,7 +185,7 @@ impl PtxBackend {
 /// The interpreter as a [`Device`]: buffers live in a fresh simulator's memory, views are
 /// its addresses, and a launch packs the arguments against the module's `.entry` and
 /// interprets it ([`PtxBackend::launch`]).
-struct Interpreter<'b> {
+pub(crate) struct Interpreter<'b> {
     backend: &'b PtxBackend,
     sim: Simulator,
 }
@@ -252,39 +248,19 @@ impl Device for Interpreter<'_> {
     }
 }
 
-impl PtxBackend {
-    fn device(&self) -> Interpreter<'_> {
-        Interpreter {
+impl DeviceBackend for PtxBackend {
+    const NAME: &'static str = NAME;
+    type Device<'a> = Interpreter<'a>;
+
+    fn choice(&self) -> KernelChoice {
+        self.choice
+    }
+
+    /// A simulator with fresh memory per call.
+    fn with_device<T>(&self, body: impl FnOnce(&mut Interpreter<'_>) -> Result<T>) -> Result<T> {
+        body(&mut Interpreter {
             backend: self,
             sim: self.simulator(),
-        }
-    }
-}
-
-impl Backend for PtxBackend {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn forward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        margin: Margin,
-        mode: Mode,
-    ) -> Result<(Array2<f32>, RowCache)> {
-        ForwardJob::new(self.choice, x, w, labels, margin, mode)?.run(&mut self.device())
-    }
-
-    fn backward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        cache: &RowCache,
-        dout: ArrayView2<f32>,
-    ) -> Result<Grads> {
-        BackwardJob::new(self.choice, (x, w, labels), cache, dout)?.run(&mut self.device())
+        })
     }
 }

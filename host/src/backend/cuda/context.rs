@@ -1,32 +1,23 @@
 //! The CUDA state of one backend: device, context, stream, the loaded module and the
 //! device memory, created once by [`State::open`] and used by one call at a time.
 
-use std::collections::HashMap;
-use std::ffi::CString;
-
 use cust::context::Context;
 use cust::device::Device as CudaDevice;
 use cust::stream::{Stream, StreamFlags};
-use ptxsim::ParamDecl;
 
-use super::KERNELS_PTX;
 use super::driver;
 use super::error::{backend_error, cuda_err, startup_err, unavailable};
 use super::memory::Regions;
-use super::module::CachedFunction;
+use super::module::{KERNELS_PTX, Kernels};
 use crate::error::Result;
 
 /// The CUDA state, used by one call at a time. Fields drop in declaration order: device
 /// memory, then the stream, the function handles and the module, then the context they
 /// live in.
-pub(super) struct State {
+pub(crate) struct State {
     pub(super) regions: Regions,
     pub(super) stream: Stream,
-    pub(super) functions: Vec<CachedFunction>,
-    /// Declared `.param` lists of the embedded PTX's entries, which every launch's packed
-    /// arguments are checked against ([`crate::backend::abi::pack`]).
-    pub(super) signatures: HashMap<String, Vec<ParamDecl>>,
-    pub(super) module: driver::LoadedModule,
+    pub(super) kernels: Kernels,
     pub(super) context: Context,
     /// The first error after which the context was unusable (a sticky fault); every later
     /// call fails with it instead of running.
@@ -64,16 +55,14 @@ impl State {
         let device = CudaDevice::get_device(ordinal).map_err(cuda_err("cuDeviceGet"))?;
         let device_name = device.name().map_err(cuda_err("cuDeviceGetName"))?;
         let context = Context::new(device).map_err(cuda_err("creating the primary context"))?;
-        let module = load_kernels()?;
-        let jit_info_log = module.info_log.clone();
+        let kernels = Kernels::load(signatures)?;
+        let jit_info_log = kernels.jit_info_log().to_string();
         let stream = Stream::new(StreamFlags::DEFAULT, None).map_err(cuda_err("cuStreamCreate"))?;
         Ok(Opened {
             state: State {
                 regions: Regions::default(),
                 stream,
-                functions: Vec::new(),
-                signatures,
-                module,
+                kernels,
                 context,
                 lost: None,
             },
@@ -81,42 +70,4 @@ impl State {
             jit_info_log,
         })
     }
-}
-
-/// Loads [`KERNELS_PTX`] into the current context with line info (so Nsight Compute maps
-/// SASS to the Rust lines of the `.loc` directives, docs/profiling.md) and the JIT's logs:
-/// a rejected PTX says why, with the driver's code, the driver version and the PTX's
-/// `.version`/`.target`.
-fn load_kernels() -> Result<driver::LoadedModule> {
-    let ptx = CString::new(KERNELS_PTX)
-        .map_err(|_| backend_error("the embedded PTX contains a NUL byte".into()))?;
-    driver::load_module(&ptx).map_err(|e| {
-        let isa = ptx_directive(KERNELS_PTX, ".version").unwrap_or("?");
-        let target = ptx_directive(KERNELS_PTX, ".target").unwrap_or("?");
-        let driver = match driver::driver_version() {
-            Ok((major, minor)) => format!("driver CUDA {major}.{minor}"),
-            Err(v) => format!("driver version unknown ({v})"),
-        };
-        backend_error(format!(
-            "loading the kernels' PTX (.version {isa}, .target {target}) into {driver}: {e}{}",
-            if e.code == UNSUPPORTED_PTX_VERSION {
-                "; the driver is older than this PTX ISA version (the README's First GPU run \
-                 names the minimum driver)"
-            } else {
-                ""
-            }
-        ))
-    })
-}
-
-/// `CUDA_ERROR_UNSUPPORTED_PTX_VERSION`.
-const UNSUPPORTED_PTX_VERSION: driver::Code = 222;
-
-/// The first word after a PTX directive at the start of a line (`.version 7.8` gives
-/// `7.8`).
-fn ptx_directive<'a>(ptx: &'a str, directive: &str) -> Option<&'a str> {
-    ptx.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix(directive)?;
-        rest.split([',', ' ', '\t']).find(|w| !w.is_empty())
-    })
 }

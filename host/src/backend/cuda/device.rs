@@ -35,10 +35,12 @@ impl Device for State {
 
     unsafe fn launch(&mut self, plan: &LaunchPlan, args: &KernelArgs) -> Result<()> {
         let args = args.args()?;
-        // SAFETY: this function's contract is `launch_args`'s: the views in `args` are
-        // regions of this state's memory, valid until the stream is synchronised, and
-        // `args` belongs to `plan.kernel`.
-        unsafe { module::launch_args(self, plan, &args) }
+        let stream = self.stream.as_inner().cast();
+        // SAFETY: the state is lent out only with its context current (see above), and
+        // `stream` is the state's; the rest is this function's own contract: the views in
+        // `args` are regions of this state's memory, valid until the stream is
+        // synchronised, and `args` belongs to `plan.kernel`.
+        unsafe { module::launch_args(&mut self.kernels, stream, plan, &args) }
     }
 
     fn synchronize(&mut self, what: &str) -> Result<()> {

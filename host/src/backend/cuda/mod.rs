@@ -32,22 +32,19 @@ mod module;
 mod timing;
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use cust::context::CurrentContext;
-use ndarray::{Array2, ArrayView2};
 
 use self::context::State;
 use self::error::{NAME, backend_error, cuda_err, driver_err};
+use super::flops::MarginKernel;
 use super::launch::KernelChoice;
-use super::pipeline::{BackwardJob, ForwardJob};
+use super::pipeline::DeviceBackend;
 use crate::error::{Error, Result};
-use crate::margin::{Margin, Mode};
-use crate::types::{Backend, Grads, RowCache};
+use crate::types::validate_inputs;
+pub use module::KERNELS_PTX;
 pub use timing::Problem;
-
-/// The kernels' PTX (with `.loc` line info), built by `host/build.rs` exactly as
-/// `lsoftmax ptx` builds it.
-pub const KERNELS_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels.ptx"));
 
 /// The margin kernels on a CUDA device through the driver API (cust).
 pub struct CudaBackend {
@@ -107,6 +104,29 @@ impl CudaBackend {
         &self.device_name
     }
 
+    /// Times `iters` back-to-back launches of `kernel` on `problem` with CUDA events
+    /// recorded on the stream around them (not counting uploads and the launches that
+    /// prepare its inputs: the row norms and, for the gradients, one training forward).
+    pub fn time_kernel(
+        &self,
+        kernel: MarginKernel,
+        problem: &Problem,
+        iters: u64,
+    ) -> Result<Duration> {
+        validate_inputs(problem.x.view(), problem.w.view(), &problem.labels)?;
+        let n = problem.x.nrows();
+        let c = problem.w.nrows();
+        if problem.g.dim() != (n, c) {
+            return Err(Error::Shape(format!(
+                "g is {}x{} but the layer output is {n}x{c}",
+                problem.g.nrows(),
+                problem.g.ncols()
+            )));
+        }
+        let choice = self.choice;
+        self.with_state(|state| timing::time_kernel(state, choice, kernel, problem, iters))
+    }
+
     /// Locks the state, makes its context current on the calling thread (CUDA contexts
     /// are per thread, and callers may come from any thread) and runs `body` on it.
     ///
@@ -155,34 +175,18 @@ impl Drop for CudaBackend {
     }
 }
 
-impl Backend for CudaBackend {
-    fn name(&self) -> &'static str {
-        NAME
+/// Forward and backward check the inputs as `layer::forward_on` does (the trait is
+/// public, and a label >= C would index outside a device buffer), then run the launch
+/// pipeline on the locked state.
+impl DeviceBackend for CudaBackend {
+    const NAME: &'static str = NAME;
+    type Device<'a> = State;
+
+    fn choice(&self) -> KernelChoice {
+        self.choice
     }
 
-    /// Checks the inputs as `layer::forward_on` does (the trait is public), then runs the
-    /// launch pipeline on the locked state.
-    fn forward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        margin: Margin,
-        mode: Mode,
-    ) -> Result<(Array2<f32>, RowCache)> {
-        let job = ForwardJob::new(self.choice, x, w, labels, margin, mode)?;
-        self.with_state(|state| job.run(state))
-    }
-
-    fn backward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        cache: &RowCache,
-        dout: ArrayView2<f32>,
-    ) -> Result<Grads> {
-        let job = BackwardJob::new(self.choice, (x, w, labels), cache, dout)?;
-        self.with_state(|state| job.run(state))
+    fn with_device<T>(&self, body: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        self.with_state(body)
     }
 }

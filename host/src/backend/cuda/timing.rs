@@ -8,15 +8,15 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::CudaBackend;
+use super::context::State;
 use super::error::cuda_err;
 use crate::backend::flops::MarginKernel;
+use crate::backend::launch::KernelChoice;
 use crate::backend::pipeline::Staged;
 use crate::error::{Error, Result};
 use crate::margin::Margin;
-use crate::types::validate_inputs;
 
-/// Random inputs for [`CudaBackend::time_kernel`]: X, W, G uniform in `[-1, 1)`, labels
+/// Random inputs for `CudaBackend::time_kernel`: X, W, G uniform in `[-1, 1)`, labels
 /// uniform in `0..C`, from a seeded ChaCha8 stream.
 #[derive(Clone, Debug)]
 pub struct Problem {
@@ -56,43 +56,29 @@ impl Problem {
     }
 }
 
-impl CudaBackend {
-    /// Times `iters` back-to-back launches of `kernel` on `problem` with CUDA events
-    /// recorded on the stream around them (not counting uploads and the launches that
-    /// prepare its inputs: the row norms and, for the gradients, one training forward).
-    pub fn time_kernel(
-        &self,
-        kernel: MarginKernel,
-        problem: &Problem,
-        iters: u64,
-    ) -> Result<Duration> {
-        validate_inputs(problem.x.view(), problem.w.view(), &problem.labels)?;
-        let n = problem.x.nrows();
-        let c = problem.w.nrows();
-        if problem.g.dim() != (n, c) {
-            return Err(Error::Shape(format!(
-                "g is {}x{} but the layer output is {n}x{c}",
-                problem.g.nrows(),
-                problem.g.ncols()
-            )));
-        }
-        let choice = self.kernels();
-        self.with_state(|state| {
-            let inputs = (problem.x.view(), problem.w.view(), &problem.labels[..]);
-            let mut staged = Staged::new(state, choice, inputs, problem.g.view(), problem.margin)?;
-            let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
-            let stop = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
-            start
-                .record(&staged.device().stream)
-                .map_err(cuda_err("cuEventRecord"))?;
-            for _ in 0..iters {
-                staged.launch(kernel)?;
-            }
-            stop.record(&staged.device().stream)
-                .map_err(cuda_err("cuEventRecord"))?;
-            stop.synchronize()
-                .map_err(cuda_err("running the timed kernels"))?;
-            stop.elapsed(&start).map_err(cuda_err("cuEventElapsedTime"))
-        })
+/// Times `iters` back-to-back launches of `kernel` on `problem` (already validated) on
+/// the locked `state`: the inputs are staged by one training forward first, then CUDA
+/// events recorded on the stream around the launches measure them.
+pub(super) fn time_kernel(
+    state: &mut State,
+    choice: KernelChoice,
+    kernel: MarginKernel,
+    problem: &Problem,
+    iters: u64,
+) -> Result<Duration> {
+    let inputs = (problem.x.view(), problem.w.view(), &problem.labels[..]);
+    let mut staged = Staged::new(state, choice, inputs, problem.g.view(), problem.margin)?;
+    let start = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
+    let stop = Event::new(EventFlags::DEFAULT).map_err(cuda_err("cuEventCreate"))?;
+    start
+        .record(&staged.device().stream)
+        .map_err(cuda_err("cuEventRecord"))?;
+    for _ in 0..iters {
+        staged.launch(kernel)?;
     }
+    stop.record(&staged.device().stream)
+        .map_err(cuda_err("cuEventRecord"))?;
+    stop.synchronize()
+        .map_err(cuda_err("running the timed kernels"))?;
+    stop.elapsed(&start).map_err(cuda_err("cuEventElapsedTime"))
 }
