@@ -90,10 +90,7 @@ fn kernels(variant: KernelVariant) -> (ForwardFn, GradFn, GradFn) {
 const NAME: &str = "emulated";
 
 fn backend_error(message: String) -> Error {
-    Error::Backend {
-        backend: NAME,
-        message,
-    }
+    Error::backend(NAME, message)
 }
 
 /// The emulator as a [`Device`]: buffers are `DeviceBuffer`s owned here, a view's address

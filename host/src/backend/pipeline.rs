@@ -178,10 +178,7 @@ impl<B: DeviceBackend> Backend for B {
 
 /// `message` as an error of `device`'s backend.
 fn device_error<D: Device>(device: &D, message: String) -> Error {
-    Error::Backend {
-        backend: device.name(),
-        message,
-    }
+    Error::backend(device.name(), message)
 }
 
 /// Launches one kernel of the pipeline.

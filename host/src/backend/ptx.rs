@@ -20,10 +20,7 @@ use ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 const NAME: &str = "ptx";
 
 fn backend_error(message: String) -> Error {
-    Error::Backend {
-        backend: NAME,
-        message,
-    }
+    Error::backend(NAME, message)
 }
 
 /// The margin kernels' PTX run by the interpreter.

@@ -11,8 +11,8 @@ use crate::backend::launch::LaunchPlan;
 use crate::backend::pipeline::{Device, Element};
 use crate::error::Result;
 
-/// Only lent out by `CudaBackend::with_state`, which made the state's context current on
-/// the calling thread and waited for earlier work on its stream.
+/// Only lent out by `CudaBackend`'s `DeviceBackend::with_device`, which made the state's
+/// context current on the calling thread and waited for earlier work on its stream.
 impl Device for State {
     type Buffer<T: Element> = DeviceSlice<T>;
 

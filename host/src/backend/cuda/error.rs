@@ -12,10 +12,7 @@ pub(super) const NAME: &str = "cuda";
 
 /// `message` as an [`Error::Backend`] of this backend.
 pub(super) fn backend_error(message: String) -> Error {
-    Error::Backend {
-        backend: NAME,
-        message,
-    }
+    Error::backend(NAME, message)
 }
 
 /// The driver's description of a cust error's code. cust reports codes outside its table

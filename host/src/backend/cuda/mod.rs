@@ -124,9 +124,24 @@ impl CudaBackend {
             )));
         }
         let choice = self.choice;
-        self.with_state(|state| timing::time_kernel(state, choice, kernel, problem, iters))
+        self.with_device(|state| timing::time_kernel(state, choice, kernel, problem, iters))
     }
+}
 
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        // Device memory, stream and module are released by their destructors, which need
+        // the context current on this thread. Nothing useful can be done with an error here.
+        if let Ok(state) = self.state.get_mut() {
+            let _ = CurrentContext::set_current(&state.context);
+        }
+    }
+}
+
+/// Forward and backward check the inputs as `layer::forward_on` does (the trait is
+/// public, and a label >= C would index outside a device buffer), then run the launch
+/// pipeline on the locked state.
+impl DeviceBackend for CudaBackend {
     /// Locks the state, makes its context current on the calling thread (CUDA contexts
     /// are per thread, and callers may come from any thread) and runs `body` on it.
     ///
@@ -137,7 +152,7 @@ impl CudaBackend {
     /// When the context is lost (a kernel fault is sticky: every later driver call returns
     /// it), fails with "context lost after: <first error>" without touching the device.
     /// After any error, `cuCtxSynchronize` tells whether the context survived it.
-    fn with_state<T>(&self, body: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+    fn with_device<T>(&self, body: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let mut guard = self
             .state
             .lock()
@@ -163,30 +178,11 @@ impl CudaBackend {
         }
         result
     }
-}
-
-impl Drop for CudaBackend {
-    fn drop(&mut self) {
-        // Device memory, stream and module are released by their destructors, which need
-        // the context current on this thread. Nothing useful can be done with an error here.
-        if let Ok(state) = self.state.get_mut() {
-            let _ = CurrentContext::set_current(&state.context);
-        }
-    }
-}
-
-/// Forward and backward check the inputs as `layer::forward_on` does (the trait is
-/// public, and a label >= C would index outside a device buffer), then run the launch
-/// pipeline on the locked state.
-impl DeviceBackend for CudaBackend {
-    const NAME: &'static str = NAME;
-    type Device<'a> = State;
 
     fn choice(&self) -> KernelChoice {
         self.choice
     }
 
-    fn with_device<T>(&self, body: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
-        self.with_state(body)
-    }
+    const NAME: &'static str = NAME;
+    type Device<'a> = State;
 }
