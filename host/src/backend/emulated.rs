@@ -17,8 +17,9 @@ use kernels_gpu::row_norms::row_norms;
 use kernels_gpu::{forward, input_grad, weight_grad};
 
 use super::abi::{KernelArgs, View};
+use super::device::{Device, Element};
 use super::launch::{KernelChoice, KernelVariant, LaunchPlan};
-use super::pipeline::{Device, DeviceBackend, Element};
+use super::pipeline::DeviceBackend;
 use crate::error::{Error, Result};
 
 /// Runs the margin kernels under the CPU emulator: the default [`KernelChoice`]

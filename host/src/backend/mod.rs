@@ -7,6 +7,7 @@ pub mod abi;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod device;
 mod emulated;
 mod flops;
 pub mod launch;

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::abi::{self, Arg, KernelArgs, View};
+use super::device::{Device, Element};
 use super::launch::{KernelChoice, LaunchPlan};
-use super::pipeline::{Device, DeviceBackend, Element};
+use super::pipeline::DeviceBackend;
 use crate::error::{Error, Result};
 use ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 

@@ -7,8 +7,8 @@ use super::context::State;
 use super::error::{NAME, driver_err};
 use super::{driver, memory, module};
 use crate::backend::abi::{KernelArgs, View};
+use crate::backend::device::{Device, Element};
 use crate::backend::launch::LaunchPlan;
-use crate::backend::pipeline::{Device, Element};
 use crate::error::Result;
 
 /// Only lent out by `CudaBackend`'s `DeviceBackend::with_device`, which made the state's

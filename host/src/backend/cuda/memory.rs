@@ -10,7 +10,7 @@ use cust::memory::{CopyDestination, DeviceBuffer, DeviceSlice};
 
 use super::error::{backend_error, cuda_err, describe};
 use crate::backend::abi;
-use crate::backend::pipeline::Element;
+use crate::backend::device::Element;
 use crate::error::Result;
 
 /// One grow-only device allocation.
