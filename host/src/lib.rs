@@ -13,14 +13,15 @@
 //! - [`npy_io`]: `.npy` input and output for `lsoftmax run`.
 //!
 //! # Layers
-//! A module imports only from the layers below its own, never upward, and no two folders
-//! import each other:
+//! A module imports only from its own layer's files or the layers below, never upward, and
+//! no chain of imports between files comes back to where it started:
 //! ```text
 //! gradcheck                            finite-difference check of operators
 //! layer, operator                      the API callers use
 //! backend (mod.rs: BackendKind)        choosing a backend by name
 //! backend/{cpu, emulated, ptx, cuda/}  the backends; the device ones lend the pipeline a Device
-//! backend/pipeline                     forward/backward once, over the Device trait
+//! backend/pipeline/                    forward/backward once, over the Device trait
+//! backend/device                       the Device trait: what a device backend provides
 //! backend/{launch, abi, flops}         launch plans, argument packing, FLOP counts
 //! reference/{agreement, fast, naive}   the right answer, and the check against it
 //! types                                Backend, RowCache, Grads, validation
