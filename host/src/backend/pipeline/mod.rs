@@ -1,7 +1,7 @@
 //! The one launch pipeline of the device backends (emulated, ptx, cuda): the forward and
 //! backward sequences — check, plan, upload, launch, synchronise, download — written once
-//! over the [`Device`] trait (`device.rs`), which holds only what differs between them: where memory
-//! lives, how a kernel is launched, and the backend's name for its errors.
+//! over the [`Device`] trait (`backend/device.rs`), which holds only what differs between
+//! them: where memory lives, how a kernel is launched, and the backend's name for errors.
 //!
 //! Forward: upload `X`, `W`, labels; for L-Softmax training and the normalised margins,
 //! `row_norms`; for the normalised margins, `row_scale` into `X̃` (CosFace, ArcFace,
@@ -90,9 +90,11 @@ fn launch<D: Device>(device: &mut D, plan: &LaunchPlan, args: KernelArgs) -> Res
     // obtained from this `device` during the current call (forward, backward or staging),
     // each under its own name (x, w, labels, x_norms, w_norms, x_scaled, w_scaled, out, p,
     // alpha_scale, gamma_scale, dout, dx, dw, dx_scaled, dw_scaled, split-k partials) and
-    // never requested twice, so their memory stays valid until the device is dropped (a
-    // `Staged` keeps its device borrowed and lends it out shared only, so nothing can
-    // request a name again between its launches); the `KernelArgs` variant is the one of `plan`'s kernel, both coming from the same plan.
+    // never requested twice (the tests of this module check it on every path), so their
+    // memory stays valid until the device is dropped (a `Staged` keeps its device
+    // borrowed and lends it out shared only, so nothing can request a name again between
+    // its launches); the `KernelArgs` variant is the one of `plan`'s kernel, both coming
+    // from the same plan.
     unsafe { device.launch(plan, &args) }
 }
 
