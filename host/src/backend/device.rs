@@ -50,8 +50,9 @@ element!(f32, u32, f64);
 
 /// What a device backend provides to the pipeline: memory, launches, a name.
 ///
-/// One value of a `Device` serves one forward or backward call (or one timing run), used
-/// from one thread.
+/// A device is lent to the pipeline for one forward or backward call (or one timing run)
+/// and used from one thread; what it keeps between calls (CUDA's regions) is its own
+/// business.
 ///
 /// Contract, for every implementation:
 /// - Buffers are handles. The memory behind a buffer belongs to the device and stays valid
@@ -64,7 +65,7 @@ element!(f32, u32, f64);
 ///   interpreter fills it with NaN bytes; CUDA leaves whatever was there).
 /// - Launches run in issue order; [`Device::download`] may only be called after
 ///   [`Device::synchronize`] returned `Ok` for the launches that wrote the buffer.
-/// - Errors are [`Error::Backend`] naming [`Device::name`], except the ABI checks of the
+/// - Errors are [`crate::Error::Backend`] naming [`Device::name`], except the ABI checks of the
 ///   arguments (`backend: "abi"`, from [`KernelArgs::args`]).
 pub(crate) trait Device {
     /// A device region of elements of `T`.
