@@ -1,5 +1,5 @@
 //! With the `cuda` feature: builds the kernels' PTX (nightly rustc, nvptx64, `.loc` line
-//! info) into `OUT_DIR/kernels.ptx`, which `src/backend/cuda.rs` embeds. Without the
+//! info) into `OUT_DIR/kernels.ptx`, which `src/backend/cuda/module.rs` embeds. Without the
 //! feature it does nothing.
 //!
 //! The build is the one `lsoftmax ptx` runs: the same source file does it, and the nested

@@ -112,6 +112,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// An [`Error::Backend`] of the backend named `backend`.
+    pub(crate) fn backend(backend: &'static str, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend,
+            message: message.into(),
+        }
+    }
+}
+
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -1,5 +1,7 @@
 //! Margin functions `g` applied to the target logit, their parsing, and β schedules.
-//! The math is in `docs/math.md` (and MARGIN-MATH.md of the design notes).
+//! The math is in `docs/math.md`.
+
+use kernels_gpu::params::{ForwardParams, KernelMode, MarginKind};
 
 use crate::error::{Error, Result};
 
@@ -549,6 +551,57 @@ impl BetaSchedule {
             }
         }
     }
+}
+
+/// The forward kernel's parameters for `margin` and `mode` on an `n×d` by `c×d` problem
+/// (sizes already checked to fit `u32`): the margin as the kernels'
+/// [`MarginKind`] and its parameters (unused ones at their neutral values).
+pub fn forward_params(n: u32, d: u32, c: u32, margin: Margin, mode: Mode) -> ForwardParams {
+    let mut p = ForwardParams {
+        n,
+        d,
+        c,
+        margin: MarginKind::Plain,
+        mode: match mode {
+            Mode::Train => KernelMode::Train,
+            Mode::Infer => KernelMode::Infer,
+        },
+        m: 1,
+        k: 1.0,
+        beta: 0.0,
+        s: 1.0,
+        m1: 1.0,
+        m2: 0.0,
+        m3: 0.0,
+    };
+    match margin {
+        Margin::Plain => {}
+        Margin::Simplified { k } => {
+            p.margin = MarginKind::Simplified;
+            p.k = k;
+        }
+        Margin::LSoftmax { m, beta } => {
+            p.margin = MarginKind::LSoftmax;
+            (p.m, p.beta) = (m, beta);
+        }
+        Margin::SphereFace { m, beta } => {
+            p.margin = MarginKind::SphereFace;
+            (p.m, p.beta) = (m, beta);
+        }
+        Margin::CosFace { s, m } => {
+            p.margin = MarginKind::CosFace;
+            (p.s, p.m3) = (s, m);
+        }
+        Margin::ArcFace { s, m } => {
+            p.margin = MarginKind::ArcFace;
+            (p.s, p.m2) = (s, m);
+        }
+        Margin::Combined { s, m1, m2, m3 } => {
+            p.margin = MarginKind::Combined;
+            (p.s, p.m1, p.m2, p.m3) = (s, m1, m2, m3);
+        }
+    }
+    p
 }
 
 #[cfg(test)]

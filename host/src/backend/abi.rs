@@ -486,6 +486,46 @@ pub fn splitk_reduce_args(p: &SplitKParams, v: &SplitKViews) -> Result<Vec<Arg>>
     ])
 }
 
+/// One launch's arguments, typed: the kernel's parameter struct and its buffers. A device
+/// that hands the kernel bytes (CUDA, the PTX interpreter) packs [`KernelArgs::args`]; the
+/// emulator calls the kernel's Rust function with the typed values.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelArgs {
+    /// `row_norms`.
+    RowNorms(RowNormsParams, RowNormsViews),
+    /// `row_scale`.
+    RowScale(RowScaleParams, RowScaleViews),
+    /// `row_project`.
+    RowProject(RowScaleParams, RowScaleViews),
+    /// `margin_forward*`.
+    Forward(ForwardParams, ForwardViews),
+    /// `margin_input_grad*` (not split).
+    InputGrad(GradParams, GradViews),
+    /// `margin_weight_grad*`.
+    WeightGrad(GradParams, GradViews),
+    /// `margin_input_grad_splitk`.
+    SplitKPartial(SplitKParams, SplitKViews),
+    /// `margin_input_grad_splitk_reduce`.
+    SplitKReduce(SplitKParams, SplitKViews),
+}
+
+impl KernelArgs {
+    /// The argument list in the kernel's parameter order, every buffer length checked
+    /// against the parameters (the `*_args` builders of this module).
+    pub fn args(&self) -> Result<Vec<Arg>> {
+        match self {
+            KernelArgs::RowNorms(p, v) => row_norms_args(p, v),
+            KernelArgs::RowScale(p, v) => row_scale_args(p, v),
+            KernelArgs::RowProject(p, v) => row_project_args(p, v),
+            KernelArgs::Forward(p, v) => forward_args(p, v),
+            KernelArgs::InputGrad(p, v) => input_grad_args(p, v),
+            KernelArgs::WeightGrad(p, v) => weight_grad_args(p, v),
+            KernelArgs::SplitKPartial(p, v) => splitk_partial_args(p, v),
+            KernelArgs::SplitKReduce(p, v) => splitk_reduce_args(p, v),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,24 @@
 //! Launch configuration of the margin kernels (`kernels_gpu::{forward, row_norms,
 //! input_grad, weight_grad}`), computed in this one place for every backend that runs
-//! them: the emulator now, CUDA next. A backend turns a [`KernelLaunch`] into its own
-//! launch call and passes `params` by value as the kernel's first argument; the other
-//! arguments (buffers) are listed on each plan function.
+//! them (emulated, ptx, cuda, all through the launch pipeline of `backend/pipeline.rs`).
+//! A backend turns a [`KernelLaunch`] into its own launch call and passes `params` by
+//! value as the kernel's first argument; the other arguments (buffers) are listed on each
+//! plan function.
 //!
 //! Sizes must fit the kernels' `u32` parameters and CUDA's grid limits
 //! (`grid.x < 2³¹`, `grid.y ≤ 65535`); larger problems are refused with
 //! [`Error::Shape`] before anything runs.
 
 use kernels_gpu::params::{
-    FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, KernelMode,
-    MarginKind, NORM_LANES, NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS,
-    PROJECT_LANES, PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL,
-    ROW_PROJECT_KERNEL, ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, SPLITK_KERNEL,
-    SPLITK_REDUCE_KERNEL, SPLITK_REDUCE_THREADS, SplitKParams, THREADS, TILE, WEIGHT_GRAD_KERNEL,
-    wide_shared_bytes,
+    FORWARD_KERNEL, ForwardParams, GEMM_SHARED_BYTES, GradParams, INPUT_GRAD_KERNEL, NORM_LANES,
+    NORM_ROWS_PER_BLOCK, NORM_SHARED_BYTES, NORMALISE_THREADS, PROJECT_LANES,
+    PROJECT_ROWS_PER_BLOCK, PROJECT_SHARED_BYTES, ROW_NORMS_KERNEL, ROW_PROJECT_KERNEL,
+    ROW_SCALE_KERNEL, RowNormsParams, RowScaleParams, SPLITK_KERNEL, SPLITK_REDUCE_KERNEL,
+    SPLITK_REDUCE_THREADS, SplitKParams, THREADS, TILE, WEIGHT_GRAD_KERNEL, wide_shared_bytes,
 };
 
 use crate::error::{Error, Result};
+pub use crate::margin::forward_params;
 use crate::margin::{Margin, Mode};
 
 /// Where and how wide one kernel runs: CUDA's `<<<grid, block, shared_bytes>>>` plus the
@@ -70,7 +71,7 @@ pub enum KernelVariant {
 }
 
 impl KernelVariant {
-    /// Every variant, rung order.
+    /// Every variant, in ladder order (each builds on the one before).
     pub const ALL: [KernelVariant; 5] = [
         KernelVariant::Base,
         KernelVariant::Unrolled,
@@ -151,8 +152,8 @@ impl std::fmt::Display for KernelVariant {
     }
 }
 
-/// PTX entries of the rungs above rung 0 and of split-K: `lsoftmax ptx --check` fails if
-/// one is missing (rung 0's are in `ptx::EXPECTED_ENTRIES`).
+/// PTX entries of the variants other than the base one and of split-K: `lsoftmax ptx
+/// --check` fails if one is missing (the base variant's are in `ptx::EXPECTED_ENTRIES`).
 pub const LADDER_ENTRIES: &[&str] = &[
     "margin_forward_unrolled",
     "margin_input_grad_unrolled",
@@ -322,56 +323,6 @@ pub fn row_project_plan(
     })
 }
 
-/// The forward kernel's parameters for `margin` and `mode` on an `n×d` by `c×d` problem
-/// (sizes already checked to fit `u32`).
-pub fn forward_params(n: u32, d: u32, c: u32, margin: Margin, mode: Mode) -> ForwardParams {
-    let mut p = ForwardParams {
-        n,
-        d,
-        c,
-        margin: MarginKind::Plain,
-        mode: match mode {
-            Mode::Train => KernelMode::Train,
-            Mode::Infer => KernelMode::Infer,
-        },
-        m: 1,
-        k: 1.0,
-        beta: 0.0,
-        s: 1.0,
-        m1: 1.0,
-        m2: 0.0,
-        m3: 0.0,
-    };
-    match margin {
-        Margin::Plain => {}
-        Margin::Simplified { k } => {
-            p.margin = MarginKind::Simplified;
-            p.k = k;
-        }
-        Margin::LSoftmax { m, beta } => {
-            p.margin = MarginKind::LSoftmax;
-            (p.m, p.beta) = (m, beta);
-        }
-        Margin::SphereFace { m, beta } => {
-            p.margin = MarginKind::SphereFace;
-            (p.m, p.beta) = (m, beta);
-        }
-        Margin::CosFace { s, m } => {
-            p.margin = MarginKind::CosFace;
-            (p.s, p.m3) = (s, m);
-        }
-        Margin::ArcFace { s, m } => {
-            p.margin = MarginKind::ArcFace;
-            (p.s, p.m2) = (s, m);
-        }
-        Margin::Combined { s, m1, m2, m3 } => {
-            p.margin = MarginKind::Combined;
-            (p.s, p.m1, p.m2, p.m3) = (s, m1, m2, m3);
-        }
-    }
-    p
-}
-
 /// `row_norms(params, x: N×D, w: C×D, x_norms: N f64, w_norms: C f64)`:
 /// grid `⌈N/8⌉ + ⌈C/8⌉` blocks of 32×8 threads, one f64 per thread of shared memory.
 pub fn row_norms_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<RowNormsParams>> {
@@ -402,7 +353,7 @@ pub fn row_norms_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<RowNo
 /// `margin_forward(params, x: N×D, w: C×D, labels: N u32, x_norms: N f64, w_norms: C f64,
 /// out: N×C, p: N, alpha_scale: N, gamma_scale: N)`; the norm buffers are read only when
 /// [`needs_row_norms`] (otherwise they may be empty). Grid `(⌈C/64⌉, ⌈N/64⌉)` of 16×16.
-/// Rung 0 ([`KernelVariant::Base`]); [`forward_launch`] takes the variant.
+/// The base variant ([`KernelVariant::Base`]); [`forward_launch`] takes the variant.
 pub fn forward_plan(
     n: usize,
     d: usize,
@@ -456,7 +407,7 @@ pub fn input_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<Grad
 }
 
 /// `margin_weight_grad(params, g: N×C, x: N×D, w: C×D, labels: N u32, p: N,
-/// gamma_scale: N, dw: C×D)`. Grid `(⌈D/64⌉, ⌈C/64⌉)` of 16×16. Rung 0; see
+/// gamma_scale: N, dw: C×D)`. Grid `(⌈D/64⌉, ⌈C/64⌉)` of 16×16. The base variant; see
 /// [`weight_grad_launch`].
 pub fn weight_grad_plan(n: usize, d: usize, c: usize) -> Result<KernelLaunch<GradParams>> {
     weight_grad_launch(n, d, c, KernelVariant::Base)
@@ -633,6 +584,7 @@ pub fn block_shape(kernel: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kernels_gpu::params::{KernelMode, MarginKind};
 
     #[test]
     fn grids_cover_the_outputs_with_64_tiles() {
@@ -718,7 +670,7 @@ mod tests {
         assert_eq!(partial.plan.kernel, SPLITK_KERNEL);
         assert_eq!(reduce.plan.grid, (256 * 512 / 256, 1, 1));
         assert_eq!(scratch_len, 32 * 256 * 512);
-        // Many output tiles, or few classes, or rung 0, or Off: one kernel.
+        // Many output tiles, or few classes, or the base variant, or Off: one kernel.
         for (n, d, c, choice) in [
             (4096, 4096, 100_000, auto),
             (256, 512, 1000, auto),

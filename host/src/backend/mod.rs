@@ -1,21 +1,20 @@
 //! The backend seam: every backend computes the same [`crate::layer`] functions and must
 //! agree with [`crate::reference::naive`].
 
-use ndarray::{Array2, ArrayView2};
-
 use crate::error::Result;
-use crate::layer::RowCache;
-use crate::margin::{Margin, Mode};
 
 pub mod abi;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod device;
 mod emulated;
 mod flops;
 pub mod launch;
+mod pipeline;
 pub mod ptx;
 
+pub use crate::types::Backend;
 pub use cpu::{CPU, CpuBackend};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
@@ -76,34 +75,4 @@ impl BackendKind {
             }),
         }
     }
-}
-
-/// One way of running the layer (CPU GEMMs, emulated kernels, CUDA kernels).
-///
-/// Callers go through [`crate::layer::forward_on`] / [`crate::layer::backward`], which
-/// validate inputs first: implementations may assume matching shapes, labels in `0..C`,
-/// finite values and N, D, C >= 1. Views may have any strides.
-pub trait Backend: Send + Sync {
-    /// Short name used in reports and errors (`cpu`, `emulated`, `cuda`).
-    fn name(&self) -> &'static str;
-
-    /// `F` (N×C) and the per-row cache; see [`crate::layer::forward`].
-    fn forward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        margin: Margin,
-        mode: Mode,
-    ) -> Result<(Array2<f32>, RowCache)>;
-
-    /// `dX = G'·W + diag(α)·X` and `dW = G'ᵀ·X + diag(γ)·W` from the forward cache.
-    fn backward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        cache: &RowCache,
-        dout: ArrayView2<f32>,
-    ) -> Result<crate::layer::Grads>;
 }

@@ -11,27 +11,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use kernels_gpu::params::{ForwardParams, GradParams, RowNormsParams};
-use ndarray::{Array2, ArrayView2};
-
-use super::Backend;
-use super::abi::{self, Arg, ForwardViews, GradViews, RowNormsViews, SplitKViews, View};
-use super::launch::{
-    InputGradLaunch, KernelChoice, KernelLaunch, LaunchPlan, forward_launch, input_grad_launch,
-    needs_row_norms, row_norms_plan, row_project_plan, row_scale_plan, weight_grad_launch,
-};
+use super::abi::{self, Arg, KernelArgs, View};
+use super::device::{Device, Element};
+use super::launch::{KernelChoice, LaunchPlan};
+use super::pipeline::DeviceBackend;
 use crate::error::{Error, Result};
-use crate::layer::{Grads, Normalisation, RowCache};
-use crate::margin::{Margin, Mode};
 use ptxsim::{Geometry, KernelStats, SimOptions, Simulator, parse_module};
 
 const NAME: &str = "ptx";
 
 fn backend_error(message: String) -> Error {
-    Error::Backend {
-        backend: NAME,
-        message,
-    }
+    Error::backend(NAME, message)
 }
 
 /// The margin kernels' PTX run by the interpreter.
@@ -190,352 +180,85 @@ impl PtxBackend {
     }
 }
 
-/// Row-major bytes of a view of any layout.
-fn upload(sim: &mut Simulator, name: &str, a: ArrayView2<f32>) -> View {
-    let data: Vec<f32> = a.iter().copied().collect();
-    View {
-        addr: sim.memory.alloc_f32(name, &data),
-        len: data.len() as u64,
-    }
+/// The interpreter as a [`Device`]: buffers live in a fresh simulator's memory, views are
+/// its addresses, and a launch packs the arguments against the module's `.entry` and
+/// interprets it ([`PtxBackend::launch`]).
+pub(crate) struct Interpreter<'b> {
+    backend: &'b PtxBackend,
+    sim: Simulator,
 }
 
-/// An output buffer of `len` elements of `size` bytes, filled with 0xFF bytes (NaN as
-/// floats) so that an element the kernel fails to write shows up in the results.
-fn output(sim: &mut Simulator, name: &str, len: usize, size: usize) -> View {
-    View {
-        addr: sim.memory.alloc(name, vec![0xff; len * size]),
-        len: len as u64,
-    }
-}
+impl Device for Interpreter<'_> {
+    type Buffer<T: Element> = View;
 
-fn upload_labels(sim: &mut Simulator, labels: &[usize], classes: usize) -> Result<View> {
-    let data = labels
-        .iter()
-        .enumerate()
-        .map(|(row, &y)| {
-            u32::try_from(y).map_err(|_| Error::LabelOutOfRange {
-                row,
-                label: y as i64,
-                classes,
-            })
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    Ok(View {
-        addr: sim.memory.alloc_u32("labels", &data),
-        len: data.len() as u64,
-    })
-}
-
-fn download(sim: &Simulator, v: View, what: &str) -> Result<Vec<f32>> {
-    sim.memory
-        .read_f32(v.addr, v.len as usize)
-        .ok_or_else(|| backend_error(format!("{what}: no device buffer of {} floats", v.len)))
-}
-
-fn download_f64(sim: &Simulator, v: View, what: &str) -> Result<Vec<f64>> {
-    let bytes = sim
-        .memory
-        .read(v.addr, 8 * v.len as usize)
-        .ok_or_else(|| backend_error(format!("{what}: no device buffer of {} f64", v.len)))?;
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect())
-}
-
-fn upload_f64(sim: &mut Simulator, name: &str, values: &[f64]) -> View {
-    View {
-        addr: sim
-            .memory
-            .alloc(name, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        len: values.len() as u64,
-    }
-}
-
-fn matrix(data: Vec<f32>, rows: usize, cols: usize, what: &str) -> Result<Array2<f32>> {
-    Array2::from_shape_vec((rows, cols), data)
-        .map_err(|e| backend_error(format!("{what} of {rows}x{cols}: {e}")))
-}
-
-impl PtxBackend {
-    /// `factor·v_i/‖v_i‖` for the `rows` rows of `v` (the `row_scale` kernel).
-    #[allow(clippy::too_many_arguments)]
-    fn scale_rows(
-        &self,
-        sim: &mut Simulator,
-        name: &str,
-        v: View,
-        norms: View,
-        rows: usize,
-        d: usize,
-        factor: f32,
-    ) -> Result<View> {
-        let l = row_scale_plan(rows, d, factor)?;
-        let out = output(sim, name, rows * d, 4);
-        let views = abi::RowScaleViews {
-            v,
-            norms,
-            dv_scaled: View::EMPTY,
-            out,
-        };
-        self.launch(sim, &l.plan, &abi::row_scale_args(&l.params, &views)?)?;
-        Ok(out)
-    }
-
-    /// The backward of [`Self::scale_rows`] (the `row_project` kernel).
-    #[allow(clippy::too_many_arguments)]
-    fn project_rows(
-        &self,
-        sim: &mut Simulator,
-        name: &str,
-        v: View,
-        norms: View,
-        dv_scaled: View,
-        rows: usize,
-        d: usize,
-        factor: f32,
-    ) -> Result<View> {
-        let l = row_project_plan(rows, d, factor)?;
-        let out = output(sim, name, rows * d, 4);
-        let views = abi::RowScaleViews {
-            v,
-            norms,
-            dv_scaled,
-            out,
-        };
-        self.launch(sim, &l.plan, &abi::row_project_args(&l.params, &views)?)?;
-        Ok(out)
-    }
-
-    fn run_row_norms(
-        &self,
-        sim: &mut Simulator,
-        l: &KernelLaunch<RowNormsParams>,
-        v: &RowNormsViews,
-    ) -> Result<()> {
-        self.launch(sim, &l.plan, &abi::row_norms_args(&l.params, v)?)
-    }
-
-    fn run_forward(
-        &self,
-        sim: &mut Simulator,
-        l: &KernelLaunch<ForwardParams>,
-        v: &ForwardViews,
-    ) -> Result<()> {
-        self.launch(sim, &l.plan, &abi::forward_args(&l.params, v)?)
-    }
-
-    fn run_grad(
-        &self,
-        sim: &mut Simulator,
-        l: &KernelLaunch<GradParams>,
-        v: &GradViews,
-        input: bool,
-    ) -> Result<()> {
-        let args = if input {
-            abi::input_grad_args(&l.params, v)?
-        } else {
-            abi::weight_grad_args(&l.params, v)?
-        };
-        self.launch(sim, &l.plan, &args)
-    }
-}
-
-impl Backend for PtxBackend {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn forward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        margin: Margin,
-        mode: Mode,
-    ) -> Result<(Array2<f32>, RowCache)> {
-        let ((n, d), c) = (x.dim(), w.nrows());
-        let fwd = forward_launch(n, d, c, margin, mode, self.choice.variant)?;
-        let mut sim = self.simulator();
-        let xv = upload(&mut sim, "x", x);
-        let wv = upload(&mut sim, "w", w);
-        let labels = upload_labels(&mut sim, labels, c)?;
-        let (x_norms, w_norms) = if needs_row_norms(margin, mode) {
-            let norms = row_norms_plan(n, d, c)?;
-            let xn = output(&mut sim, "x_norms", n, 8);
-            let wn = output(&mut sim, "w_norms", c, 8);
-            let views = RowNormsViews {
-                x: xv,
-                w: wv,
-                x_norms: xn,
-                w_norms: wn,
-            };
-            self.run_row_norms(&mut sim, &norms, &views)?;
-            (xn, wn)
-        } else {
-            // Never read by the other margins: no memory, so any read is a fault.
-            (View::EMPTY, View::EMPTY)
-        };
-        // The normalised margins multiply X̃ = S·x/‖x‖ (SphereFace: X) and Ŵ = w/‖w‖.
-        let x_scale = margin.feature_scale();
-        let (xv, wv) = if margin.is_normalised() {
-            let xt = match x_scale {
-                Some(s) => self.scale_rows(&mut sim, "x_scaled", xv, x_norms, n, d, s)?,
-                None => xv,
-            };
-            let wt = self.scale_rows(&mut sim, "w_scaled", wv, w_norms, c, d, 1.0)?;
-            (xt, wt)
-        } else {
-            (xv, wv)
-        };
-        let views = ForwardViews {
-            x: xv,
-            w: wv,
-            labels,
-            x_norms,
-            w_norms,
-            out: output(&mut sim, "out", n * c, 4),
-            p: output(&mut sim, "p", n, 4),
-            alpha_scale: output(&mut sim, "alpha_scale", n, 4),
-            gamma_scale: output(&mut sim, "gamma_scale", n, 4),
-        };
-        self.run_forward(&mut sim, &fwd, &views)?;
-        let cache = RowCache {
-            p: download(&sim, views.p, "p")?,
-            alpha_scale: download(&sim, views.alpha_scale, "alpha_scale")?,
-            gamma_scale: download(&sim, views.gamma_scale, "gamma_scale")?,
-            normalisation: if margin.is_normalised() {
-                Some(Normalisation {
-                    x_norms: download_f64(&sim, x_norms, "x_norms")?,
-                    w_norms: download_f64(&sim, w_norms, "w_norms")?,
-                    x_scale,
-                })
-            } else {
-                None
-            },
-        };
-        let out = matrix(download(&sim, views.out, "out")?, n, c, "out")?;
-        Ok((out, cache))
+    fn upload<T: Element>(&mut self, name: &'static str, data: &[T]) -> Result<View> {
+        let mut bytes = Vec::with_capacity(data.len() * T::SIZE);
+        for &v in data {
+            v.push_le(&mut bytes);
+        }
+        Ok(View {
+            addr: self.sim.memory.alloc(name, bytes),
+            len: data.len() as u64,
+        })
     }
 
-    fn backward(
-        &self,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        labels: &[usize],
-        cache: &RowCache,
-        dout: ArrayView2<f32>,
-    ) -> Result<Grads> {
-        let ((n, d), c) = (x.dim(), w.nrows());
-        for (name, v) in [
-            ("p", &cache.p),
-            ("alpha_scale", &cache.alpha_scale),
-            ("gamma_scale", &cache.gamma_scale),
-        ] {
-            if v.len() != n {
-                return Err(Error::Shape(format!(
-                    "row cache {name} has {} entries but x has {n} rows",
-                    v.len()
-                )));
-            }
-        }
-        let ig = input_grad_launch(n, d, c, self.choice)?;
-        let wg = weight_grad_launch(n, d, c, self.choice.variant)?;
-        if let Some(nm) = cache
-            .normalisation
-            .as_ref()
-            .filter(|nm| nm.x_norms.len() != n || nm.w_norms.len() != c)
-        {
-            return Err(Error::Shape(format!(
-                "row cache norms have {} and {} entries but x has {n} rows and w {c}",
-                nm.x_norms.len(),
-                nm.w_norms.len()
-            )));
-        }
-        let mut sim = self.simulator();
-        let x_raw = upload(&mut sim, "x", x);
-        let w_raw = upload(&mut sim, "w", w);
-        // Normalised margins: the GEMMs run on X̃, Ŵ rebuilt from the cached norms, and
-        // their gradients are projected back below.
-        let norms = cache.normalisation.as_ref().map(|nm| {
-            (
-                upload_f64(&mut sim, "x_norms", &nm.x_norms),
-                upload_f64(&mut sim, "w_norms", &nm.w_norms),
-                nm.x_scale,
-            )
-        });
-        let (xv, wv) = match norms {
-            Some((xn, wn, x_scale)) => (
-                match x_scale {
-                    Some(s) => self.scale_rows(&mut sim, "x_scaled", x_raw, xn, n, d, s)?,
-                    None => x_raw,
-                },
-                self.scale_rows(&mut sim, "w_scaled", w_raw, wn, c, d, 1.0)?,
-            ),
-            None => (x_raw, w_raw),
-        };
-        let gv = upload(&mut sim, "dout", dout);
-        let labels = upload_labels(&mut sim, labels, c)?;
-        let vec1 = |sim: &mut Simulator, name: &str, v: &[f32]| View {
-            addr: sim.memory.alloc_f32(name, v),
-            len: v.len() as u64,
-        };
-        let p = vec1(&mut sim, "p", &cache.p);
-        let alpha = vec1(&mut sim, "alpha_scale", &cache.alpha_scale);
-        let gamma = vec1(&mut sim, "gamma_scale", &cache.gamma_scale);
-        let dx = output(&mut sim, "dx", n * d, 4);
-        let dw = output(&mut sim, "dw", c * d, 4);
-        let common = GradViews {
-            g: gv,
-            x: xv,
-            w: wv,
-            labels,
-            p,
-            scale: alpha,
-            out: dx,
-        };
-        match ig {
-            InputGradLaunch::Direct(ig) => self.run_grad(&mut sim, &ig, &common, true)?,
-            InputGradLaunch::Split {
-                partial,
-                reduce,
-                scratch_len,
-            } => {
-                let views = SplitKViews {
-                    g: gv,
-                    x: xv,
-                    w: wv,
-                    labels,
-                    p,
-                    alpha_scale: alpha,
-                    partial: output(&mut sim, "split-k partials", scratch_len, 4),
-                    dx,
-                };
-                let first = abi::splitk_partial_args(&partial.params, &views)?;
-                self.launch(&mut sim, &partial.plan, &first)?;
-                let second = abi::splitk_reduce_args(&reduce.params, &views)?;
-                self.launch(&mut sim, &reduce.plan, &second)?;
-            }
-        }
-        let wviews = GradViews {
-            scale: gamma,
-            out: dw,
-            ..common
-        };
-        self.run_grad(&mut sim, &wg, &wviews, false)?;
-        let (dx, dw) = match norms {
-            Some((xn, wn, x_scale)) => (
-                match x_scale {
-                    Some(s) => self.project_rows(&mut sim, "dx", x_raw, xn, dx, n, d, s)?,
-                    None => dx,
-                },
-                self.project_rows(&mut sim, "dw", w_raw, wn, dw, c, d, 1.0)?,
-            ),
-            None => (dx, dw),
-        };
-        Ok(Grads {
-            dx: matrix(download(&sim, dx, "dx")?, n, d, "dx")?,
-            dw: matrix(download(&sim, dw, "dw")?, c, d, "dw")?,
+    /// Filled with 0xFF bytes (NaN as floats), so that an element the kernel fails to
+    /// write shows up in the results.
+    fn output<T: Element>(&mut self, name: &'static str, len: usize) -> Result<View> {
+        Ok(View {
+            addr: self.sim.memory.alloc(name, vec![0xff; len * T::SIZE]),
+            len: len as u64,
+        })
+    }
+
+    fn view<T: Element>(&self, buffer: &View) -> View {
+        *buffer
+    }
+
+    /// The interpreter checks every access against the allocations: nothing here is
+    /// unsafe, whatever the views.
+    unsafe fn launch(&mut self, plan: &LaunchPlan, args: &KernelArgs) -> Result<()> {
+        self.backend.launch(&mut self.sim, plan, &args.args()?)
+    }
+
+    /// Launches run to completion before [`Device::launch`] returns.
+    fn synchronize(&mut self, _what: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn download<T: Element>(&mut self, buffer: &View, name: &str) -> Result<Vec<T>> {
+        let bytes = self
+            .sim
+            .memory
+            .read(buffer.addr, T::SIZE * buffer.len as usize)
+            .ok_or_else(|| {
+                backend_error(format!(
+                    "{name}: no device buffer of {} elements of {} bytes",
+                    buffer.len,
+                    T::SIZE
+                ))
+            })?;
+        Ok(bytes.chunks_exact(T::SIZE).map(T::from_le).collect())
+    }
+}
+
+impl DeviceBackend for PtxBackend {
+    const NAME: &'static str = NAME;
+    type Device<'a> = Interpreter<'a>;
+
+    fn choice(&self) -> KernelChoice {
+        self.choice
+    }
+
+    /// A simulator with fresh memory per call.
+    fn with_device<T>(&self, body: impl FnOnce(&mut Interpreter<'_>) -> Result<T>) -> Result<T> {
+        body(&mut Interpreter {
+            backend: self,
+            sim: self.simulator(),
         })
     }
 }

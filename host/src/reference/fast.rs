@@ -5,9 +5,8 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, Zip};
 
 use super::DEGENERATE_NORM_PRODUCT;
-use crate::backend::launch::forward_params;
-use crate::layer::{Grads, Normalisation, RowCache};
-use crate::margin::{Margin, Mode};
+use crate::margin::{Margin, Mode, forward_params};
+use crate::types::{Grads, Normalisation, RowCache};
 
 /// `‖v‖`, accumulated in f64 so long rows lose nothing to f32 summation.
 fn norm(v: ArrayView1<f32>) -> f64 {
@@ -57,7 +56,7 @@ fn epilogue(margin: Margin, z: f32, a: f64, b: f64) -> (f32, f32, f32, f32) {
 }
 
 /// Forward: `F = X·Wᵀ` by one GEMM, then in training mode the margin epilogue on each
-/// row's target entry. Inputs must be validated ([`crate::layer::validate_inputs`]).
+/// row's target entry. Inputs must be validated ([`crate::types::validate_inputs`]).
 /// The normalised margins run the same on `X̃`, `Ŵ` ([`forward_normalised`]).
 pub fn forward(
     x: ArrayView2<f32>,

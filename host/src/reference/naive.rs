@@ -1,4 +1,4 @@
-//! The definition of right: plain loops in f64 that follow MARGIN-MATH.md term by term.
+//! The definition of right: plain loops in f64 that follow `docs/math.md` term by term.
 //!
 //! Nothing here is fast or clever. Backward is the chain rule written out directly
 //! (`∂J/∂x_i = Σ_j G_ij ∂F_ij/∂x_i`), not the GEMM-plus-correction form the other

@@ -96,7 +96,6 @@ fn degenerate_row_is_plain() {
 
 mod normalised {
     use super::super::{fast, naive};
-    use crate::layer::{backward, forward};
     use crate::margin::{ANGLE_CLAMP, Margin, Mode};
     use ndarray::{Array2, array};
     use std::f64::consts::PI;
@@ -225,9 +224,9 @@ mod normalised {
             let x = array![[1.5f32, 0.0, 0.0]];
             let w = array![[2.0f32, 0.0, 0.0], [0.0, 1.0, 0.0]];
             let g = array![[1.0f32, 0.5]];
-            let fwd = forward(x.view(), w.view(), &[0], m, Mode::Train).unwrap();
-            assert!(fwd.out.iter().all(|v| v.is_finite()));
-            let grads = backward(&fwd, g.view()).unwrap();
+            let (out, cache) = fast::forward(x.view(), w.view(), &[0], m, Mode::Train);
+            assert!(out.iter().all(|v| v.is_finite()));
+            let grads = fast::backward(x.view(), w.view(), &[0], &cache, g.view());
             let (x64, w64, g64) = (x.mapv(f64::from), w.mapv(f64::from), g.mapv(f64::from));
             let (dx, dw) =
                 naive::backward(x64.view(), w64.view(), &[0], m, Mode::Train, g64.view());
@@ -257,7 +256,7 @@ mod normalised {
             Margin::combined(1.0, 4.0, 3.0, 2.0).unwrap(),
         ];
         for m in margins {
-            let p = crate::backend::launch::forward_params(0, 0, 0, m, Mode::Train);
+            let p = crate::margin::forward_params(0, 0, 0, m, Mode::Train);
             for i in 0..=4000 {
                 let c = -1.0 + f64::from(i) / 2000.0;
                 let (h, dh) = naive::cosine_target(m, c);
@@ -283,7 +282,7 @@ mod normalised {
 }
 
 /// The simplified margin's convention at its kink: `g = z`, `p = 1` at z = 0 exactly
-/// (MARGIN-MATH.md), `g = k·z`, `p = k` just above.
+/// (`docs/math.md`), `g = k·z`, `p = k` just above.
 #[test]
 fn simplified_margin_at_z_zero_is_plain() {
     let margin = Margin::simplified(0.25).unwrap();
