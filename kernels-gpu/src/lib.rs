@@ -32,6 +32,7 @@
 
 pub mod demo;
 pub mod device;
+mod device_copy;
 #[cfg(not(target_arch = "nvptx64"))]
 pub mod emulator;
 // The margin kernels: parameters shared with the host (`params`), device-side margin

@@ -7,14 +7,12 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::context::{self, ThreadCtx, lock};
 use super::error::{Access, Fault, MemorySpace, StopPoint};
-use crate::device::{Global, GlobalMut};
 
 type AnyBuffer = Arc<dyn Any + Send + Sync>;
 
@@ -74,11 +72,11 @@ struct BufferCore<T> {
     state: Mutex<BufferState<T>>,
 }
 
-/// Memory of the emulated device, viewed by kernels through [`Global`] and
-/// [`GlobalMut`]. Dropping it frees the memory; views of it then fault.
+/// Memory of the emulated device, viewed by kernels through
+/// [`Global`](super::views::Global) and [`GlobalMut`](super::views::GlobalMut). Dropping it frees the memory; views of it then fault.
 pub struct DeviceBuffer<T: Copy + Send + 'static> {
-    id: u64,
-    len: usize,
+    pub(super) id: u64,
+    pub(super) len: usize,
     core: Arc<BufferCore<T>>,
 }
 
@@ -126,24 +124,6 @@ impl<T: Copy + Send + 'static> DeviceBuffer<T> {
     /// Copies the contents back (`cudaMemcpy` device to host).
     pub fn to_vec(&self) -> Vec<T> {
         lock(&self.core.state).data.clone()
-    }
-
-    /// Read-only view for a kernel argument.
-    pub fn view(&self) -> Global<T> {
-        Global {
-            id: self.id,
-            len: self.len,
-            _elem: PhantomData,
-        }
-    }
-
-    /// Writable view for a kernel argument.
-    pub fn view_mut(&self) -> GlobalMut<T> {
-        GlobalMut {
-            id: self.id,
-            len: self.len,
-            _elem: PhantomData,
-        }
     }
 }
 

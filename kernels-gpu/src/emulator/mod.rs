@@ -54,6 +54,8 @@
 //!   and shared memory), the lock helper and the thread-local current thread;
 //! - `pool` (the worker threads), `buffer` (device buffers, global-memory checks),
 //!   `shared` (checked shared-memory accesses), `sync` (barrier waits, synccheck);
+//! - `views`: the facade's checked global-memory views (`Global`, `GlobalMut`), which
+//!   the facade's host half re-exports;
 //! - `launch`: runs a grid on the pool.
 
 pub(crate) mod buffer;
@@ -64,6 +66,7 @@ mod launch;
 mod pool;
 pub(crate) mod shared;
 pub(crate) mod sync;
+pub(crate) mod views;
 
 pub use buffer::DeviceBuffer;
 pub use config::{

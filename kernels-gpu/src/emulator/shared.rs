@@ -6,7 +6,7 @@ use std::panic::Location;
 
 use super::context::{self, MANY, ThreadCtx, lock};
 use super::error::{Access, Fault, MemorySpace, StopPoint};
-use crate::device::DeviceCopy;
+use crate::device_copy::DeviceCopy;
 
 /// The stopping point of a shared access, for the block-timeout report.
 fn stop_point<T>(
