@@ -56,13 +56,19 @@ impl LaunchState {
         }
     }
 
-    /// Keeps the first fault; counts the rest.
+    /// Keeps one fault and counts the rest: of the faults recorded, the one of the lowest
+    /// (block, thread) index. Threads of a block run concurrently, so when several of them
+    /// fault before the launch stops them, keeping the first to arrive would make the
+    /// report depend on which thread the scheduler ran first.
     pub fn record(&self, error: LaunchError) {
         let mut faults = lock(&self.faults);
-        if faults.0.is_none() {
-            faults.0 = Some(error);
-        } else {
-            faults.1 += 1;
+        match &faults.0 {
+            Some(kept) if order_key(kept) <= order_key(&error) => faults.1 += 1,
+            Some(_) => {
+                faults.0 = Some(error);
+                faults.1 += 1;
+            }
+            None => faults.0 = Some(error),
         }
         self.failed.store(true, Ordering::Release);
     }
@@ -95,6 +101,13 @@ impl LaunchState {
             further_faults: 0,
         }
     }
+}
+
+/// Block index, then thread index, each `(z, y, x)`: the order in which faults are kept.
+/// A fault of no particular block or thread sorts first.
+fn order_key(e: &LaunchError) -> (Option<[u32; 3]>, Option<[u32; 3]>) {
+    let zyx = |d: Dim3| [d.z, d.y, d.x];
+    (e.block.map(zyx), e.thread.map(zyx))
 }
 
 /// State of one block: its barrier and its shared memory.
