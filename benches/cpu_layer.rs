@@ -1,6 +1,6 @@
 //! The CPU backend (`reference::fast`) against the bare GEMMs it is built on.
 //!
-//! Goal (issue 2): the margin work — validation, norms, the per-row epilogue, the
+//! Goal: the margin work — validation, norms, the per-row epilogue, the
 //! diagonal corrections — costs at most 20% over the GEMMs of the same shapes.
 //! Single thread: ndarray's matrixmultiply runs on one thread unless its `threading`
 //! feature is on, which this crate does not enable.

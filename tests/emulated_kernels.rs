@@ -311,12 +311,12 @@ fn variant(variant: KernelVariant, split_k: SplitK) -> EmulatedVariant {
     }
 }
 
-/// Every rung sums each output over k in the same order with one fma per step (γ too),
-/// so every variant gives rung 0's bits, on shapes that cross tiles and stages of every
+/// Every variant sums each output over k in the same order with one fma per step (γ too),
+/// so every variant gives the base variant's bits, on shapes that cross tiles and stages of every
 /// variant: multiples of 16, 64 and 128, D and C not multiples of 4 (scalar global
 /// loads) and multiples of 4 (128-bit global loads), ragged edges.
 #[test]
-fn every_variant_gives_rung_0_bits() {
+fn every_variant_gives_the_base_variants_bits() {
     let shapes = [(130, 64, 136), (64, 130, 67), (17, 256, 128), (129, 33, 9)];
     for (s, &(n, d, c)) in shapes.iter().enumerate() {
         let margin = Margin::lsoftmax(3, 0.5).unwrap();

@@ -336,7 +336,7 @@ fn edit_entry(ptx: &str, kernel: &str, edit: impl Fn(&str) -> String) -> String 
     format!("{}{}{}", &ptx[..start], edited, &ptx[end..])
 }
 
-/// The base rung (the kernels the planted edits below are written against).
+/// The base variant (the kernels the planted edits below are written against).
 fn base() -> KernelChoice {
     KernelChoice {
         variant: KernelVariant::Base,

@@ -12,12 +12,13 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::Error;
 use crate::compile::{self, CompileError, PtxBuild, PtxOutput};
 use crate::ptxas::{self, PtxasReport};
 use crate::report::{self, ResourceReport};
 use crate::sass::report::{self as sass_report, Anchors, SassRow};
 use crate::sass::{self, model};
-use crate::{CHECK_ARCHS, Error};
+use crate::workspace::{CHECK_ARCHS, default_target_dir, locate_kernels_dir};
 
 /// Architectures the SASS report disassembles unless the request names one: the two the
 /// static model and the cuBLAS anchors describe.
@@ -171,7 +172,7 @@ pub fn run(req: &Request, kernels: &KernelSet, out: &mut dyn Write) -> Result<bo
         None
     };
     let anchors = if req.sass { read_anchors(req)? } else { None };
-    let kernels_dir = crate::locate_kernels_dir().map_err(|e| Failure::Other(e.to_string()))?;
+    let kernels_dir = locate_kernels_dir().map_err(|e| Failure::Other(e.to_string()))?;
     // `check` and `sass` build for the lowest architecture only: PTX for `.target sm_70`
     // is valid input for every later architecture, and it is the module a CUDA backend
     // embeds and a driver would JIT on any of them, so both look at the PTX that ships.
@@ -185,7 +186,7 @@ pub fn run(req: &Request, kernels: &KernelSet, out: &mut dyn Write) -> Result<bo
     // ptxas 12.9, margin_input_grad on sm_90: 71 registers without, 66 with).
     let line_info = req.line_info || req.check;
     let output = compile::build_ptx(&PtxBuild {
-        target_dir: crate::default_target_dir(&kernels_dir),
+        target_dir: default_target_dir(&kernels_dir),
         kernels_dir,
         arch: build_arch.to_string(),
         line_info,
@@ -195,7 +196,7 @@ pub fn run(req: &Request, kernels: &KernelSet, out: &mut dyn Write) -> Result<bo
             .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
         say!(out, "wrote {}", path.display());
     }
-    let entries = crate::ptx_entries(&output.text);
+    let entries = compile::ptx_entries(&output.text);
     let sass_archs: Vec<String> = match (&req.arch, req.sass) {
         (_, false) => Vec::new(),
         (Some(a), true) if !req.check => vec![a.clone()],
@@ -217,7 +218,7 @@ pub fn run(req: &Request, kernels: &KernelSet, out: &mut dyn Write) -> Result<bo
         out,
         "PTX {} (.target {}, {} entries, {}), ptxas {}",
         output.path.display(),
-        crate::ptx_target(&output.text).unwrap_or("?"),
+        compile::ptx_target(&output.text).unwrap_or("?"),
         entries.len(),
         if line_info {
             "with line info: the PTX the CUDA backend embeds"
@@ -381,7 +382,7 @@ fn write_json(req: &Request, saved: &ResourceReport, out: &mut dyn Write) -> Res
 fn read_anchors(req: &Request) -> Result<Option<Anchors>, Failure> {
     let (path, required) = match &req.anchors {
         Some(p) => (p.clone(), true),
-        None => match crate::locate_kernels_dir() {
+        None => match locate_kernels_dir() {
             Ok(k) => (
                 k.parent().unwrap_or(&k).join(sass_report::ANCHORS_PATH),
                 false,

@@ -16,13 +16,13 @@
 //!   loop and one stage's instruction mix), [`sass::model`] (the static upper bound on the
 //!   fraction of FP32 peak) and [`sass::report`] (the SASS rows, cuBLAS anchors, the
 //!   density gate).
+//! - `workspace`: where the kernel crate and its nvptx target folder are, the build of it
+//!   with them, and the architectures the gate assembles for (re-exported here).
 //! - [`check`]: all of it in one call, as a command prints it: build, ptxas per
 //!   architecture, the gate, the SASS report, launch grids, baseline comparison, JSON.
 //!
 //! Tools: `scripts/setup-ptx-tools` installs the nightly `rust-src`, ptxas, cuobjdump and
 //! nvdisasm.
-
-use std::path::{Path, PathBuf};
 
 pub use error::{Error, Result};
 
@@ -33,76 +33,16 @@ pub mod occupancy;
 pub mod ptxas;
 pub mod report;
 pub mod sass;
+mod workspace;
 
 pub use compile::{CompileError, PtxBuild, PtxOutput, SETUP_COMMAND, ptx_entries, ptx_target};
 pub use ptxas::{FunctionResources, PtxasReport};
-
-/// Architectures the ptxas gate assembles for: Volta, Ampere, Hopper.
-pub const CHECK_ARCHS: &[&str] = &["sm_70", "sm_80", "sm_90"];
-
-impl From<CompileError> for Error {
-    fn from(e: CompileError) -> Self {
-        match e {
-            CompileError::Missing { tool, message } => Error::Toolchain { tool, message },
-            CompileError::Cargo { .. } => Error::Toolchain {
-                tool: "cargo (nightly, nvptx64)".into(),
-                message: e.to_string(),
-            },
-            CompileError::Io { path, message } => Error::File {
-                path: path.display().to_string(),
-                message,
-            },
-            CompileError::Invalid(message) => Error::Toolchain {
-                tool: "ptx build".into(),
-                message,
-            },
-        }
-    }
-}
-
-/// The `kernels-gpu` package: searched from the current directory upwards, then next to
-/// this crate's sources (where `cargo run` from anywhere in the workspace finds it).
-pub fn locate_kernels_dir() -> Result<PathBuf> {
-    let from_cwd = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| compile::find_kernels_dir(&cwd));
-    from_cwd
-        .or_else(|| compile::find_kernels_dir(Path::new(env!("CARGO_MANIFEST_DIR"))))
-        .ok_or_else(|| Error::File {
-            path: "kernels-gpu/Cargo.toml".into(),
-            message: "not found in the current directory, its parents, or next to the \
-                      ptx-tools sources; run from inside the workspace"
-                .into(),
-        })
-}
-
-/// The nvptx cargo target directory: `$CARGO_TARGET_DIR/nvptx` if that is set, else
-/// `target/nvptx` in the workspace that holds `kernels_dir`.
-pub fn default_target_dir(kernels_dir: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("nvptx"),
-        None => kernels_dir
-            .parent()
-            .unwrap_or(kernels_dir)
-            .join("target")
-            .join("nvptx"),
-    }
-}
-
-/// Builds the workspace's kernels to PTX for `arch` (see [`compile::build_ptx`]).
-pub fn build(arch: &str, line_info: bool) -> Result<PtxOutput> {
-    let kernels_dir = locate_kernels_dir()?;
-    let target_dir = default_target_dir(&kernels_dir);
-    Ok(compile::build_ptx(&PtxBuild {
-        kernels_dir,
-        target_dir,
-        arch: arch.to_string(),
-        line_info,
-    })?)
-}
+pub use workspace::{CHECK_ARCHS, build, default_target_dir, locate_kernels_dir};
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
     use super::*;
 
     #[test]
