@@ -4,7 +4,8 @@
 //!    and a device answers, else the checking emulator);
 //! 3. the toy model: plain softmax against L-Softmax m = 4 on the digits, with the plot.
 //!
-//! Exits 0 if every check passes, 1 if one fails.
+//! The steps are computed by [`crate::commands::demo`] and [`crate::train`]; this file
+//! prints them. Exits 0 if every check passes, 1 if one fails.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,26 +14,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args as ClapArgs;
-use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
-use super::gradcheck::{check_margins, default_margins, random_problem};
+use crate::commands::demo::{self as steps, KERNEL_CHECK_SHAPE};
 use crate::train::{self, TrainConfig};
-use lsoftmax_host::backend::{
-    Backend, BackendKind, CpuBackend, EmulatedBackend, REQUIRE_CUDA_ENV, cuda_required,
-};
-use lsoftmax_host::error::{Error, Result};
+use lsoftmax_host::backend::{Backend, BackendKind};
+use lsoftmax_host::error::Result;
 use lsoftmax_host::gradcheck::Config;
-use lsoftmax_host::margin::{Margin, Mode};
-use lsoftmax_host::reference::agreement::{self, Problem};
+use lsoftmax_host::margin::Margin;
 
 /// Where the demo writes when no `--out` is given (relative to the working directory).
 pub const DEFAULT_OUT: &str = "lsoftmax-demo";
-
-/// Shape of the kernels-vs-reference problem: every dimension past one 64-wide tile and
-/// none a multiple of it, N ≠ D ≠ C, so edge tiles and multi-tile reductions are exercised.
-pub const KERNEL_CHECK_SHAPE: (usize, usize, usize) = (70, 67, 66);
 
 /// The default demo: gradient check, kernels against the reference, toy model.
 #[derive(Debug, ClapArgs)]
@@ -77,13 +68,7 @@ pub fn run(args: Args) -> ExitCode {
 fn demo(out_dir: &Path, choice: Option<BackendKind>) -> Result<bool> {
     let start = Instant::now();
     // First, so that a backend that fails to start stops the demo at once.
-    let (backend, why) = match choice {
-        Some(kind) => (
-            Arc::from(kind.instance()?),
-            "chosen with --backend".to_string(),
-        ),
-        None => best_kernel_backend()?,
-    };
+    let (backend, why) = steps::kernel_backend(choice)?;
     let grads_ok = gradient_check()?;
     let kernels_ok = kernel_check(backend.as_ref(), &why)?;
     toy_model(out_dir, backend)?;
@@ -101,11 +86,9 @@ fn demo(out_dir: &Path, choice: Option<BackendKind>) -> Result<bool> {
 
 /// Step 1: the `lsoftmax gradcheck` defaults, summarised in one line per margin.
 fn gradient_check() -> Result<bool> {
-    let (n, d, c) = (4, 5, 3);
+    let (n, d, c) = steps::GRADCHECK_SHAPE;
     let config = Config::default();
     let t = Instant::now();
-    let margins = default_margins();
-    let inputs = random_problem(n, d, c, config.seed);
     out!(
         "1. gradient check of reference::naive (f64 central differences, eps {:e}; \
          pass if |a-n| <= {:e} + {:e}*|n|)\n   N={n} D={d} C={c}, train and infer mode, \
@@ -114,7 +97,6 @@ fn gradient_check() -> Result<bool> {
         config.atol,
         config.rtol
     );
-    let mut all_ok = true;
     out!(
         "   {:<24} {:>7} {:>7} {:>12} {:>16}\n",
         "margin",
@@ -123,28 +105,18 @@ fn gradient_check() -> Result<bool> {
         "worst |a-n|",
         "skipped (kinks)"
     );
-    let per_margin = check_margins(&margins, &inputs, &config, 4)?;
-    let chunk = per_margin.len() / margins.len();
-    for (margin, reports) in margins.iter().zip(per_margin.chunks(chunk)) {
-        let inputs = reports.iter().flat_map(|r| r.inputs.iter());
-        let (mut skipped, mut worst) = (0, 0.0f64);
-        for r in inputs {
-            skipped += r.skipped;
-            if let Some(p) = &r.worst {
-                worst = worst.max(p.abs_err);
-            }
-        }
-        let failed_reports = reports.iter().filter(|r| !r.passed()).count();
-        all_ok &= failed_reports == 0;
+    let summaries = steps::gradient_check(&config)?;
+    for s in &summaries {
         out!(
             "   {:<24} {:>7} {:>7} {:>12.2e} {:>16}\n",
-            margin.to_string(),
-            reports.len(),
-            failed_reports,
-            worst,
-            skipped
+            s.margin.to_string(),
+            s.checks,
+            s.failed,
+            s.worst_abs_err,
+            s.skipped
         );
     }
+    let all_ok = summaries.iter().all(|s| s.failed == 0);
     out!(
         "   {} ({:.3} s); full table: lsoftmax gradcheck\n",
         if all_ok { "passed" } else { "FAILED" },
@@ -153,59 +125,10 @@ fn gradient_check() -> Result<bool> {
     Ok(all_ok)
 }
 
-/// CUDA if it starts, else (no driver, no device, no `cuda` feature) the emulator; the
-/// string says which and why. Any other CUDA startup failure is an error, and so is an
-/// unavailable CUDA under `LSOFTMAX_REQUIRE_CUDA=1`.
-fn best_kernel_backend() -> Result<(Arc<dyn Backend>, String)> {
-    match BackendKind::Cuda.instance() {
-        Ok(cuda) => Ok((Arc::from(cuda), "CUDA device 0".to_string())),
-        Err(Error::BackendUnavailable { backend, message }) if cuda_required() => {
-            Err(Error::BackendUnavailable {
-                backend,
-                message: format!("{message} ({REQUIRE_CUDA_ENV}=1 requires it)"),
-            })
-        }
-        Err(e @ Error::BackendUnavailable { .. }) => Ok((
-            Arc::new(EmulatedBackend),
-            format!(
-                "CPU emulator with memcheck, racecheck, initcheck and synccheck on; no CUDA ({e})"
-            ),
-        )),
-        Err(e) => Err(e),
-    }
-}
-
-/// The margins of step 2: every variant, and one inference-mode forward.
-fn kernel_check_cases() -> Vec<(Margin, Mode)> {
-    let mut v = vec![(Margin::Plain, Mode::Train)];
-    v.extend(Margin::simplified(0.5).map(|m| (m, Mode::Train)));
-    for m in 1..=4 {
-        v.extend(Margin::lsoftmax(m, 0.0).map(|mm| (mm, Mode::Train)));
-    }
-    v.extend(Margin::lsoftmax(4, 1.0).map(|m| (m, Mode::Train)));
-    v.extend(Margin::lsoftmax(4, 0.0).map(|m| (m, Mode::Infer)));
-    v.extend(Margin::sphereface(4, 0.0).map(|m| (m, Mode::Train)));
-    v.extend(Margin::cosface(16.0, 0.2).map(|m| (m, Mode::Train)));
-    v.extend(Margin::arcface(8.0, 0.5).map(|m| (m, Mode::Train)));
-    v.extend(Margin::combined(8.0, 1.35, 0.25, 0.1).map(|m| (m, Mode::Train)));
-    v.extend(Margin::arcface(8.0, 0.5).map(|m| (m, Mode::Infer)));
-    v
-}
-
-/// Step 2: F, dX, dW of the kernels against `reference::naive` on one random problem per
-/// margin, under the f32 bound of [`lsoftmax_host::reference::agreement`].
+/// Step 2: F, dX, dW of the kernels against `reference::naive`, one line per margin.
 fn kernel_check(backend: &dyn Backend, why: &str) -> Result<bool> {
     let (n, d, c) = KERNEL_CHECK_SHAPE;
     let t = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut uniform =
-        |r, k| Array2::from_shape_simple_fn((r, k), || rng.random_range(-1.0f32..1.0));
-    let mut x = uniform(n, d);
-    let w = uniform(c, d);
-    let dout = uniform(n, c);
-    // One degenerate row (x_0 = 0) exercises the g = z convention.
-    x.row_mut(0).fill(0.0);
-    let labels: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % c).collect();
     out!(
         "\n2. GPU kernels against reference::naive on the {} backend ({why})\n   \
          N={n} D={d} C={c}, one all-zero row; shown: worst |err| / bound (bound derived \
@@ -222,16 +145,7 @@ fn kernel_check(backend: &dyn Backend, why: &str) -> Result<bool> {
         "ok"
     );
     let mut all_ok = true;
-    for (margin, mode) in kernel_check_cases() {
-        let problem = Problem {
-            x: x.view(),
-            w: w.view(),
-            labels: &labels,
-            dout: dout.view(),
-            margin,
-            mode,
-        };
-        let a = agreement::check_backend(backend, &problem)?;
+    for (margin, mode, a) in steps::kernel_check(backend)? {
         let [f, dx, dw] = &a.outputs;
         out!(
             "   {:<24} {:<6} {:>9.3} {:>9.3} {:>9.3} {:>5}\n",
@@ -255,16 +169,10 @@ fn kernel_check(backend: &dyn Backend, why: &str) -> Result<bool> {
     Ok(all_ok)
 }
 
-/// Step 3: the toy model of `lsoftmax train` with its defaults. The emulator would take
-/// minutes for 200 epochs, so training runs on CUDA when present, else on the CPU backend.
+/// Step 3: the toy model of `lsoftmax train` with its defaults.
 fn toy_model(out_dir: &Path, kernel_backend: Arc<dyn Backend>) -> Result<()> {
-    let backend: Arc<dyn Backend> = if kernel_backend.name() == "cuda" {
-        kernel_backend
-    } else {
-        Arc::new(CpuBackend)
-    };
     let config = TrainConfig {
-        backend,
+        backend: steps::toy_model_backend(kernel_backend),
         progress: true,
         ..TrainConfig::default()
     };

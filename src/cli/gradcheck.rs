@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 
-pub use crate::commands::gradcheck::{check_margins, default_margins, random_problem};
+use crate::commands::gradcheck::{check_margins, default_margins, random_problem};
 use lsoftmax_host::error::Result;
 use lsoftmax_host::gradcheck::{Config, Report};
 use lsoftmax_host::margin::Margin;

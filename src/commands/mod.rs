@@ -5,6 +5,7 @@
 //! kernels on the PTX interpreter ([`ptx_sim`]), the layer on `.npy` files ([`run`]), the
 //! gradient checks ([`gradcheck`]) and the CUDA timing for profilers ([`profile`]).
 
+pub mod demo;
 pub mod gradcheck;
 pub mod profile;
 pub mod ptx;
