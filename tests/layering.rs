@@ -148,6 +148,25 @@ fn strip_comments(text: &str) -> String {
     out
 }
 
+/// The byte offset just past the `}` that closes the `{` at `open` (the end of `code` if
+/// it is never closed).
+fn block_end(code: &str, open: usize) -> usize {
+    let mut depth = 0;
+    for (i, c) in code[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return open + i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    code.len()
+}
+
 /// The code without `#[cfg(test)] mod name { ... }` blocks: a unit-test module written
 /// inside a file tests that file (its `super::` is the file itself) and is not part of the
 /// layering. Test modules in files of their own (`mod tests;`) are checked like any file.
@@ -168,22 +187,7 @@ fn without_inline_test_modules(code: &str) -> String {
         }
         out.push_str(&rest[..at]);
         let open = after.find('{').expect("checked above");
-        let mut depth = 0;
-        let mut end = after.len();
-        for (i, c) in after[open..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = open + i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        rest = &after[end..];
+        rest = &after[block_end(after, open)..];
     }
     out.push_str(rest);
     out
@@ -455,21 +459,7 @@ fn inline_modules(code: &str) -> Vec<(Vec<String>, String)> {
         }
         outer.push_str(&rest[..at]);
         let open = at + 4 + (after.len() - tail.len());
-        let mut depth = 0;
-        let mut end = rest.len();
-        for (i, c) in rest[open..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = open + i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let end = block_end(rest, open);
         let body = &rest[open + 1..end.saturating_sub(1).max(open + 1)];
         for (mut path, piece) in inline_modules(body) {
             path.insert(0, name.clone());
