@@ -46,7 +46,7 @@ pub struct MarginGradcheck {
 
 /// Step 1: the `lsoftmax gradcheck` defaults (`config`, 4 random projections) on a
 /// [`GRADCHECK_SHAPE`] problem, one summary per margin of
-/// [`default_margins`](super::gradcheck::default_margins).
+/// [`default_margins`].
 pub fn gradient_check(config: &Config) -> Result<Vec<MarginGradcheck>> {
     let (n, d, c) = GRADCHECK_SHAPE;
     let margins = default_margins();
